@@ -1,0 +1,1 @@
+"""Code every multus service shares: config, logging, metrics, gRPC helpers, CNI types."""

@@ -1,0 +1,67 @@
+"""Command-line handling every service shares: --config plus flags that override
+daemon-config keys, and the asyncio entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from services.common.config import DEFAULT_CONFIG_PATH, ConfigError, DaemonConfig, load_config
+from services.common.logs import get_logger, setup_logging
+
+# flag -> daemon-config key it overrides
+_OVERRIDES = {
+    "run_dir": "runDir",
+    "socket_dir": "socketDir",
+    "log_level": "logLevel",
+    "cluster_dir": "clusterDir",
+    "bin_dir": "binDir",
+    "cni_dir": "cniDir",
+}
+
+
+def base_parser(service: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"multus-{service}", description=f"multus {service} service")
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="daemon-config.json path")
+    parser.add_argument("--run-dir", help="override runDir (gRPC sockets live in <runDir>/grpc)")
+    parser.add_argument("--socket-dir", help="override socketDir")
+    parser.add_argument("--log-level", help="override logLevel")
+    parser.add_argument("--cluster-dir", help="override clusterDir (file-backed cluster)")
+    parser.add_argument("--bin-dir", help="override binDir")
+    parser.add_argument("--cni-dir", help="override cniDir")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    overrides: dict[str, Any] = {
+        key: getattr(args, flag) for flag, key in _OVERRIDES.items() if getattr(args, flag, None) is not None
+    }
+    return load_config(args.config, overrides)
+
+
+def run_service(
+    service: str,
+    serve: Callable[[DaemonConfig, argparse.Namespace], Awaitable[None]],
+    argv: Sequence[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> int:
+    """Parse flags, load the config, set up logging and run `serve` until it returns."""
+    parser = parser or base_parser(service)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"multus-{service}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(service, config.log_level, config.log_file if service == "gateway" else "", config.log_options)
+    try:
+        asyncio.run(serve(config, args))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        get_logger(__name__).exception("service failed")
+        return 1
+    return 0

@@ -1,0 +1,209 @@
+"""The daemon configuration: upstream's thick daemon-config.json plus our own keys.
+
+Upstream key names and meanings are kept (cniConfigDir, socketDir, binDir, ...);
+keys of our own are documented in docs/configuration.md. Every path a service
+uses is derived here, so several instances can run side by side on one host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = "/etc/cni/net.d/multus.d/daemon-config.json"
+SERVICES = ("gateway", "cache", "executor", "certs")
+
+
+class ConfigError(ValueError):
+    """The daemon config file is missing, unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class PerNodeCertificate:
+    enabled: bool = False
+    bootstrap_kubeconfig: str = ""
+    cert_dir: str = "/var/lib/multus/certs"
+    cert_duration: str = "10m"
+
+
+@dataclass(frozen=True)
+class ServicePorts:
+    """TCP ports of one service: gRPC health only (for probes) and Prometheus metrics. 0 = off."""
+
+    health_port: int = 0
+    metrics_port: int = 0
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    # --- upstream keys (thick daemon config + NetConf keys it merges into requests) ---
+    cni_version: str = ""
+    chroot_dir: str = ""
+    cni_config_dir: str = "/etc/cni/net.d"
+    multus_autoconfig_dir: str = ""
+    multus_config_file: str = "auto"
+    multus_master_cni: str = ""
+    conf_dir: str = "/etc/cni/multus/net.d"
+    cni_dir: str = "/var/lib/cni/multus"
+    bin_dir: str = "/opt/cni/bin"
+    socket_dir: str = "/run/multus/"
+    log_level: str = "info"
+    log_file: str = ""
+    log_to_stderr: bool = True
+    log_options: dict[str, Any] = field(default_factory=dict)
+    readiness_indicator_file: str = ""
+    cluster_network: str = ""
+    default_networks: tuple[str, ...] = ()
+    system_namespaces: tuple[str, ...] = ("kube-system",)
+    global_namespaces: tuple[str, ...] = ()
+    namespace_isolation: bool = False
+    multus_namespace: str = "kube-system"
+    metrics_port: int | None = None
+    per_node_certificate: PerNodeCertificate = field(default_factory=PerNodeCertificate)
+    force_cni_version: bool = False
+    kubeconfig: str = ""
+    # --- our own keys ---
+    run_dir: str = "/run/multus-grpc"
+    grpc_socket_group: str = ""
+    service_ports: dict[str, ServicePorts] = field(default_factory=dict)
+    # Directory of pod/NAD YAML served instead of the API server (demo, standalone).
+    cluster_dir: str = ""
+    executor_max_concurrency: int = 16
+    executor_timeout_seconds: float = 60.0
+    executor_netns_prefixes: tuple[str, ...] = ("/proc/", "/var/run/netns/", "/run/netns/")
+    executor_allow_operator_exec: bool = False
+    executor_sockets: tuple[str, ...] = ()
+    pod_wait_ms: int = 3000
+    status_write_wait_ms: int = 2000
+    delegate_service_account: str = "multus-delegate"
+    delegate_token_seconds: int = 3600
+    delegate_token_audience: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # --- derived paths ---
+    @property
+    def autoconfig_dir(self) -> str:
+        return self.multus_autoconfig_dir or self.cni_config_dir
+
+    @property
+    def daemon_socket_path(self) -> str:
+        return os.path.join(self.socket_dir, "multus.sock")
+
+    def grpc_socket(self, service: str) -> str:
+        return os.path.join(self.run_dir, "grpc", f"{service}.sock")
+
+    def ports(self, service: str) -> ServicePorts:
+        return self.service_ports.get(service, ServicePorts())
+
+    @property
+    def bin_dirs(self) -> tuple[str, ...]:
+        return tuple(d for d in self.bin_dir.split(":") if d)
+
+    @property
+    def records_dir(self) -> str:
+        return os.path.join(self.cni_dir, "attachments")
+
+    @property
+    def delegate_kubeconfig_path(self) -> str:
+        return os.path.join(self.cni_config_dir, "multus.d", "multus.kubeconfig")
+
+
+# JSON key -> dataclass field, for keys whose JSON name is not the camelCase of the field.
+_KEY_ALIASES = {
+    "readinessindicatorfile": "readiness_indicator_file",
+    "daemonSocketDir": "socket_dir",
+    "globalNamespaces": "global_namespaces",
+    "forceCNIVersion": "force_cni_version",
+    "multusMasterCNI": "multus_master_cni",
+}
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _as_str_tuple(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):  # upstream takes comma-separated strings for namespaces
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{key}: expected a list of strings or a comma-separated string")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if name == "per_node_certificate":
+        if not isinstance(value, dict):
+            raise ConfigError("perNodeCertificate: expected an object")
+        base = PerNodeCertificate()
+        return PerNodeCertificate(
+            enabled=bool(value.get("enabled", base.enabled)),
+            bootstrap_kubeconfig=str(value.get("bootstrapKubeconfig", base.bootstrap_kubeconfig)),
+            cert_dir=str(value.get("certDir") or base.cert_dir),
+            cert_duration=str(value.get("certDuration") or base.cert_duration),
+        )
+    if name == "service_ports":
+        if not isinstance(value, dict):
+            raise ConfigError("servicePorts: expected an object")
+        return {
+            svc: ServicePorts(int(p.get("healthPort", 0)), int(p.get("metricsPort", 0)))
+            for svc, p in value.items()
+            if isinstance(p, dict)
+        }
+    if isinstance(default, tuple):
+        return _as_str_tuple(value, name)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number")
+        return type(default)(value)
+    if isinstance(default, float):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string")
+        return value
+    return value
+
+
+def config_from_dict(raw: dict[str, Any]) -> DaemonConfig:
+    """Build a DaemonConfig from the daemon-config JSON object; unknown keys are kept in `raw`."""
+    known = {f.name: f for f in fields(DaemonConfig)}
+    defaults = DaemonConfig()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _KEY_ALIASES.get(key, _snake(key))
+        if name not in known or name == "raw":
+            continue
+        if name == "metrics_port":
+            values[name] = None if value is None else int(value)
+            continue
+        values[name] = _coerce(name, value, getattr(defaults, name))
+    return DaemonConfig(raw=dict(raw), **values)
+
+
+def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> DaemonConfig:
+    """Read the daemon config file; `overrides` (from command-line flags) win over the file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raw = {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read daemon config {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"daemon config {path}: expected a JSON object")
+    raw.update(overrides or {})
+    return config_from_dict(raw)
+
+
+def node_name() -> str:
+    return os.environ.get("MULTUS_NODE_NAME") or os.environ.get("NODE_NAME") or os.uname().nodename

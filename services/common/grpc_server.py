@@ -1,0 +1,164 @@
+"""One way to wire a grpc.aio service: Unix socket (0600, optional group),
+grpc.health.v1, server reflection (v1alpha and v1), an optional TCP port
+serving only health, Prometheus metrics, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from services.common.logs import bound_context, context_from_metadata, get_logger
+from services.common.metrics import start_metrics_server
+
+log = get_logger(__name__)
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+OVERALL = ""  # health's name for the whole server
+
+
+class ContextInterceptor(grpc.aio.ServerInterceptor):
+    """Binds the request context carried in metadata (container ID, pod, command) to log lines."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        ctx = context_from_metadata(handler_call_details.invocation_metadata)
+        if handler is None or not ctx or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with bound_context(**ctx):
+                return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _reflection_v1_handler(service_names: Iterable[str]) -> grpc.GenericRpcHandler:
+    """grpcio-reflection ships only v1alpha; v1's messages are identical on the wire,
+    so the same servicer answers clients (newer grpcurl) that ask for v1 first."""
+    servicer = reflection.ReflectionServicer(tuple(service_names))  # type: ignore[no-untyped-call]
+    return grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+
+
+@dataclass
+class ServiceServer:
+    """A started service: the gRPC server(s) and its health servicer."""
+
+    name: str
+    socket_path: str
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    health_server: grpc.aio.Server | None = None
+    full_service_names: tuple[str, ...] = ()
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def set_serving(self, serving: bool, service: str | None = None) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        names = [service] if service is not None else [OVERALL, *self.full_service_names]
+        for name in names:
+            await self.health.set(name, status)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_for_stop(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+
+
+def _prepare_socket_path(path: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        os.unlink(path)  # a stale socket from a previous run
+    except FileNotFoundError:
+        pass
+
+
+def _secure_socket(path: str, group: str) -> None:
+    if group:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(path, 0o660)
+    else:
+        os.chmod(path, 0o600)
+
+
+async def start_service(
+    name: str,
+    socket_path: str,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    *,
+    socket_group: str = "",
+    health_port: int = 0,
+    metrics_port: int = 0,
+    serving: bool = False,
+) -> ServiceServer:
+    """Create, wire and start a service's gRPC server.
+
+    `register` adds the servicers and returns their full service names. The
+    health status starts NOT_SERVING unless `serving` is true: a service flips
+    it once it can do its job (informers synced, credentials valid, ...).
+    """
+    server = grpc.aio.server(interceptors=[ContextInterceptor()], options=[("grpc.so_reuseport", 0)])
+    names = tuple(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    all_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
+    reflection.enable_server_reflection(all_names, server)
+    server.add_generic_rpc_handlers((_reflection_v1_handler(all_names),))
+    _prepare_socket_path(socket_path)
+    server.add_insecure_port(f"unix://{socket_path}")
+    await server.start()
+    _secure_socket(socket_path, socket_group)
+
+    health_server = None
+    if health_port:
+        # Kubernetes gRPC probes are TCP: this port serves health and nothing else.
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_server.add_insecure_port(f"0.0.0.0:{health_port}")
+        await health_server.start()
+    if metrics_port:
+        start_metrics_server(metrics_port)
+
+    svc = ServiceServer(name, socket_path, server, health_servicer, health_server, names)
+    await svc.set_serving(serving)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, svc.request_stop)
+    log.info("service started", socket=socket_path, health_port=health_port, metrics_port=metrics_port)
+    return svc

@@ -1,0 +1,107 @@
+"""structlog JSON logging to stderr (and optionally a rotated file), with context
+(container ID, pod, command) bound per request and carried across services in
+gRPC metadata, and secrets redacted before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+# Context keys carried between services as gRPC metadata "x-multus-<key>".
+CONTEXT_KEYS = ("container_id", "pod", "command", "ifname")
+METADATA_PREFIX = "x-multus-"
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r'(?i)("?(?:token|password|client-key-data|client-certificate-data|private[_-]?key)"?\s*[:=]\s*"?)[^",\s}]+'),
+    re.compile(r"-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+)
+
+_LEVELS = {"panic": "CRITICAL", "error": "ERROR", "warning": "WARNING", "info": "INFO", "debug": "DEBUG", "verbose": "DEBUG"}
+
+
+def redact(text: str) -> str:
+    """Remove tokens, keys and certificates from a string that may reach a log or an error."""
+    for pattern in _SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + "[REDACTED]", text)
+        else:
+            text = pattern.sub("[REDACTED]", text)
+    return text
+
+
+def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+    return event
+
+
+def setup_logging(service: str, level: str = "info", log_file: str = "", log_options: Mapping[str, Any] | None = None) -> None:
+    """Configure structlog for this process. `log_options` follows upstream's
+    logOptions (maxSize MiB, maxBackups) for the optional log file."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        opts = log_options or {}
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_file,
+                maxBytes=int(opts.get("maxSize", 100)) * 1024 * 1024,
+                backupCount=int(opts.get("maxBackups", 5)),
+            )
+        )
+    root = logging.getLogger()
+    root.handlers[:] = handlers
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    root.setLevel(_LEVELS.get(level.lower(), "INFO"))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[_LEVELS.get(level.lower(), "INFO")]),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str = "") -> Any:
+    return structlog.get_logger(name) if name else structlog.get_logger()
+
+
+@contextmanager
+def bound_context(**values: str) -> Iterator[None]:
+    """Bind request context (container_id, pod, command, ...) for the duration of a block."""
+    clean = {k: v for k, v in values.items() if v}
+    with structlog.contextvars.bound_contextvars(**clean):
+        yield
+
+
+def context_metadata() -> tuple[tuple[str, str], ...]:
+    """The current request context as gRPC metadata for an outgoing call."""
+    ctx = structlog.contextvars.get_contextvars()
+    return tuple((METADATA_PREFIX + k.replace("_", "-"), str(ctx[k])) for k in CONTEXT_KEYS if ctx.get(k))
+
+
+def context_from_metadata(metadata: Any) -> dict[str, str]:
+    """Extract request context from incoming gRPC invocation metadata."""
+    found: dict[str, str] = {}
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if isinstance(key, str) and key.startswith(METADATA_PREFIX) and isinstance(value, str):
+            found[key[len(METADATA_PREFIX):].replace("-", "_")] = value
+    return found
