@@ -58,7 +58,9 @@ def main() -> int:
             current = path.read_text() if path.exists() else ""
             if current != text:
                 stale.append(name)
-                sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True), name, name, n=1))
+                sys.stdout.writelines(
+                    difflib.unified_diff(current.splitlines(True), text.splitlines(True), name, name, n=1)
+                )
         if stale:
             print(f"stale generated code: {sorted(set(stale))}; run python scripts/genproto.py")
             return 1

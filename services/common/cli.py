@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from services.common.config import DEFAULT_CONFIG_PATH, ConfigError, DaemonConfig, load_config
@@ -44,7 +44,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
 
 def run_service(
     service: str,
-    serve: Callable[[DaemonConfig, argparse.Namespace], Awaitable[None]],
+    serve: Callable[[DaemonConfig, argparse.Namespace], Coroutine[Any, Any, None]],
     argv: Sequence[str] | None = None,
     parser: argparse.ArgumentParser | None = None,
 ) -> int:

@@ -25,7 +25,9 @@ class ApiCredentials:
 def api_credentials(config: DaemonConfig, environ: dict[str, str] | None = None) -> ApiCredentials:
     env = os.environ if environ is None else environ
     if config.per_node_certificate.enabled:
-        return ApiCredentials("per-node-certificate", os.path.join(config.per_node_certificate.cert_dir, NODE_CLIENT_KUBECONFIG))
+        return ApiCredentials(
+            "per-node-certificate", os.path.join(config.per_node_certificate.cert_dir, NODE_CLIENT_KUBECONFIG)
+        )
     explicit = env.get("KUBECONFIG") or config.kubeconfig
     if explicit:
         return ApiCredentials("kubeconfig", explicit)

@@ -5,6 +5,7 @@ serving only health, Prometheus metrics, and a clean stop on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import os
 import signal
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -25,21 +27,21 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 OVERALL = ""  # health's name for the whole server
 
 
-class ContextInterceptor(grpc.aio.ServerInterceptor):
+class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Binds the request context carried in metadata (container ID, pod, command) to log lines."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(handler_call_details)
         ctx = context_from_metadata(handler_call_details.invocation_metadata)
         if handler is None or not ctx or handler.unary_unary is None:
             return handler
         inner = handler.unary_unary
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(request: Any, context: Any) -> Any:
             with bound_context(**ctx):
                 return await inner(request, context)
 
@@ -50,7 +52,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-def _reflection_v1_handler(service_names: Iterable[str]) -> grpc.GenericRpcHandler:
+def _reflection_v1_handler(service_names: Iterable[str]) -> Any:
     """grpcio-reflection ships only v1alpha; v1's messages are identical on the wire,
     so the same servicer answers clients (newer grpcurl) that ask for v1 first."""
     servicer = reflection.ReflectionServicer(tuple(service_names))  # type: ignore[no-untyped-call]
@@ -73,7 +75,7 @@ class ServiceServer:
     name: str
     socket_path: str
     server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    health: health_aio.HealthServicer
     health_server: grpc.aio.Server | None = None
     full_service_names: tuple[str, ...] = ()
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,18 +97,14 @@ class ServiceServer:
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
 
 
 def _prepare_socket_path(path: str) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a stale socket from a previous run
-    except FileNotFoundError:
-        pass
 
 
 def _secure_socket(path: str, group: str) -> None:
@@ -135,7 +133,7 @@ async def start_service(
     """
     server = grpc.aio.server(interceptors=[ContextInterceptor()], options=[("grpc.so_reuseport", 0)])
     names = tuple(register(server))
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     all_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
     reflection.enable_server_reflection(all_names, server)

@@ -20,12 +20,21 @@ METADATA_PREFIX = "x-multus-"
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r'(?i)("?(?:token|password|client-key-data|client-certificate-data|private[_-]?key)"?\s*[:=]\s*"?)[^",\s}]+'),
+    re.compile(
+        r'(?i)("?(?:token|password|client-key-data|client-certificate-data|private[_-]?key)"?\s*[:=]\s*"?)[^",\s}]+'
+    ),
     re.compile(r"-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----"),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
 )
 
-_LEVELS = {"panic": "CRITICAL", "error": "ERROR", "warning": "WARNING", "info": "INFO", "debug": "DEBUG", "verbose": "DEBUG"}
+_LEVELS = {
+    "panic": "CRITICAL",
+    "error": "ERROR",
+    "warning": "WARNING",
+    "info": "INFO",
+    "debug": "DEBUG",
+    "verbose": "DEBUG",
+}
 
 
 def redact(text: str) -> str:
@@ -45,7 +54,9 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
-def setup_logging(service: str, level: str = "info", log_file: str = "", log_options: Mapping[str, Any] | None = None) -> None:
+def setup_logging(
+    service: str, level: str = "info", log_file: str = "", log_options: Mapping[str, Any] | None = None
+) -> None:
     """Configure structlog for this process. `log_options` follows upstream's
     logOptions (maxSize MiB, maxBackups) for the optional log file."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -72,7 +83,9 @@ def setup_logging(service: str, level: str = "info", log_file: str = "", log_opt
             _redact_processor,
             structlog.processors.JSONRenderer(),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[_LEVELS.get(level.lower(), "INFO")]),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[_LEVELS.get(level.lower(), "INFO")]
+        ),
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
@@ -103,5 +116,5 @@ def context_from_metadata(metadata: Any) -> dict[str, str]:
     for item in metadata or ():
         key, value = item[0], item[1]
         if isinstance(key, str) and key.startswith(METADATA_PREFIX) and isinstance(value, str):
-            found[key[len(METADATA_PREFIX):].replace("-", "_")] = value
+            found[key[len(METADATA_PREFIX) :].replace("-", "_")] = value
     return found

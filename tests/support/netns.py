@@ -20,7 +20,7 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.C
 
 def unique_name(prefix: str) -> str:
     """Interface-safe unique name (IFNAMSIZ is 16 including NUL)."""
-    return f"{prefix}{uuid.uuid4().hex[:15 - len(prefix)]}"
+    return f"{prefix}{uuid.uuid4().hex[: 15 - len(prefix)]}"
 
 
 @dataclass(frozen=True)

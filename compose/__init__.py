@@ -1,0 +1,1 @@
+"""Ways the four services are put together: the local supervisor, containers, Kubernetes."""

@@ -1,0 +1,198 @@
+"""Local supervisor: runs the four services on one host, in dependency order,
+restarts one that dies (with backoff), and stops them all cleanly.
+
+Start order is certs (credentials) -> cache (needs credentials) -> executor ->
+gateway (needs cache and executor); stop order is the reverse, so the gateway
+drains in-flight CNI requests while its peers are still up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.cli import base_parser, config_from_args
+from services.common.config import SERVICES, ConfigError, DaemonConfig
+from services.common.logs import get_logger, setup_logging
+
+START_ORDER = ("certs", "cache", "executor", "gateway")
+log = get_logger("supervisor")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    # A service that stayed up this long is considered healthy again: backoff resets.
+    stable_after: float = 30.0
+
+
+async def wait_serving(socket_path: str, timeout: float) -> bool:
+    """True once the service's grpc.health.v1 answers SERVING within `timeout`."""
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(f"unix://{socket_path}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.05)
+    return False
+
+
+@dataclass
+class SupervisedService:
+    name: str
+    argv: list[str]
+    socket_path: str
+    log_file: Path | None = None
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    _stopping: bool = False
+
+    async def spawn(self) -> None:
+        stderr: IO[bytes] | None = self.log_file.open("ab") if self.log_file else None
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            )
+        finally:
+            if stderr is not None:
+                stderr.close()
+        log.info("service started", child=self.name, pid=self.process.pid)
+
+    async def keep_running(self) -> None:
+        """Restart the service whenever it exits, until stop() is called."""
+        backoff = self.policy.initial_backoff
+        while not self._stopping:
+            assert self.process is not None
+            started = time.monotonic()
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            if time.monotonic() - started > self.policy.stable_after:
+                backoff = self.policy.initial_backoff
+            log.warning("service exited; restarting", child=self.name, exit_code=code, backoff_seconds=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.policy.max_backoff)
+            if self._stopping:
+                return
+            self.restarts += 1
+            await self.spawn()
+
+    async def stop(self, grace: float) -> None:
+        self._stopping = True
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            log.warning("service did not stop in time; killing", child=self.name)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        log.info("service stopped", child=self.name, exit_code=proc.returncode)
+
+
+def service_argv(service: str, passthrough: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", f"services.{service}", *passthrough]
+
+
+def passthrough_flags(args: argparse.Namespace) -> list[str]:
+    """The flags every service takes, passed on as given to the supervisor."""
+    flags = ["--config", args.config]
+    for name in ("run_dir", "socket_dir", "log_level", "cluster_dir", "bin_dir", "cni_dir"):
+        value = getattr(args, name)
+        if value is not None:
+            flags += [f"--{name.replace('_', '-')}", value]
+    return flags
+
+
+async def supervise(
+    config: DaemonConfig,
+    services: Sequence[str],
+    passthrough: Sequence[str],
+    log_dir: Path | None,
+    start_timeout: float,
+    grace: float,
+) -> int:
+    if log_dir:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    supervised = [
+        SupervisedService(
+            name,
+            service_argv(name, passthrough),
+            config.grpc_socket(name),
+            log_file=(log_dir / f"{name}.log") if log_dir else None,
+        )
+        for name in START_ORDER
+        if name in services
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    watchers: list[asyncio.Task[None]] = []
+    try:
+        for svc in supervised:
+            await svc.spawn()
+            watchers.append(asyncio.create_task(svc.keep_running()))
+            # Later services ride out a slow peer (wait_for_ready), so a slow start is logged, not fatal.
+            if not await wait_serving(svc.socket_path, start_timeout):
+                log.warning("service not SERVING yet; continuing", child=svc.name, timeout_seconds=start_timeout)
+            if stop.is_set():
+                break
+        log.info("all services started", services=[s.name for s in supervised])
+        await stop.wait()
+    finally:
+        for svc in reversed(supervised):
+            await svc.stop(grace)
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base_parser("supervisor")
+    parser.add_argument("--services", default=",".join(START_ORDER), help="comma-separated subset to run")
+    parser.add_argument("--log-dir", type=Path, help="write each service's log to <dir>/<service>.log")
+    parser.add_argument("--start-timeout", type=float, default=30.0, help="seconds to wait for each service")
+    parser.add_argument("--grace", type=float, default=15.0, help="seconds a service gets to stop on SIGTERM")
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"multus-supervisor: {exc}", file=sys.stderr)
+        return 2
+    services = [s for s in args.services.split(",") if s]
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        parser.error(f"unknown services: {', '.join(unknown)}")
+    setup_logging("supervisor", config.log_level)
+    return asyncio.run(
+        supervise(config, services, passthrough_flags(args), args.log_dir, args.start_timeout, args.grace)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
