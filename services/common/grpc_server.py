@@ -27,7 +27,7 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 OVERALL = ""  # health's name for the whole server
 
 
-class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Binds the request context carried in metadata (container ID, pod, command) to log lines."""
 
     async def intercept_service(
