@@ -1,0 +1,1 @@
+"""The cache service: Pod and NetworkAttachmentDefinition informers, status write-back."""

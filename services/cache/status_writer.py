@@ -1,0 +1,150 @@
+"""network-status write-back: the caller waits a bounded time, and a write not
+delivered by then stays queued and is retried in the background until it is
+delivered or the pod is gone. A newer write for the same pod supersedes a
+queued one. (Upstream fails the ADD instead; see docs/cache.md.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from services.cache import metrics
+from services.cache.backoff import backoff_delay
+from services.cache.errors import PodGone, SourceUnavailable
+from services.cache.objects import Key
+from services.cache.source import PodEvent, StatusWrite
+from services.common.logs import get_logger
+
+log = get_logger(__name__)
+
+DELIVERED = "delivered"
+DELIVERED_LATE = "delivered_late"
+POD_GONE = "pod_gone"
+SUPERSEDED = "superseded"
+
+
+@dataclass
+class _Job:
+    write: StatusWrite
+    done: asyncio.Future[str]
+    queued_at: float = field(default_factory=time.monotonic)
+    caller_gave_up: bool = False
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    delivered: bool
+    message: str
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        deliver: Callable[[StatusWrite], Awaitable[None]],
+        emit: Callable[[PodEvent], Awaitable[None]],
+        *,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self._deliver = deliver
+        self._emit = emit
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._jobs: dict[Key, _Job] = {}
+        self._workers: dict[Key, asyncio.Task[None]] = {}
+        self._events: set[asyncio.Task[None]] = set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._jobs)
+
+    async def submit(self, write: StatusWrite, wait: float) -> WriteResult:
+        """Queue a write and wait up to `wait` seconds for its delivery."""
+        job = _Job(write, asyncio.get_running_loop().create_future())
+        previous = self._jobs.get(write.key)
+        self._jobs[write.key] = job
+        if previous is not None and not previous.done.done():
+            previous.done.set_result(SUPERSEDED)
+        if write.key not in self._workers:
+            self._workers[write.key] = asyncio.create_task(self._work(write.key))
+        metrics.STATUS_QUEUED.set(len(self._jobs))
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(job.done), wait)
+        except TimeoutError:
+            job.caller_gave_up = True
+            return WriteResult(False, f"not written within {wait:.1f}s; queued for background retry")
+        if outcome == POD_GONE:
+            return WriteResult(False, f"pod {write.namespace}/{write.name} is gone; network-status not written")
+        if outcome == SUPERSEDED:
+            return WriteResult(False, "superseded by a newer network-status for the same pod")
+        return WriteResult(True, "written")
+
+    async def _work(self, key: Key) -> None:
+        try:
+            while (job := self._jobs.get(key)) is not None:
+                job.attempts += 1
+                try:
+                    await self._deliver(job.write)
+                except PodGone as exc:
+                    self._finish(key, job, POD_GONE)
+                    log.info("network-status dropped: pod gone", pod=f"{key[0]}/{key[1]}", reason=str(exc))
+                except SourceUnavailable as exc:
+                    metrics.STATUS_WRITES.labels("retried").inc()
+                    delay = backoff_delay(job.attempts, self._backoff_base, self._backoff_cap)
+                    log.warning(
+                        "network-status write failed; retrying",
+                        pod=f"{key[0]}/{key[1]}",
+                        attempt=job.attempts,
+                        retry_in=round(delay, 2),
+                        error=str(exc),
+                    )
+                    await asyncio.sleep(delay)
+                except Exception:
+                    # An unexpected failure must not kill the worker silently: log and retry.
+                    log.exception("network-status write crashed; retrying", pod=f"{key[0]}/{key[1]}")
+                    await asyncio.sleep(backoff_delay(job.attempts, self._backoff_base, self._backoff_cap))
+                else:
+                    self._finish(key, job, DELIVERED_LATE if job.caller_gave_up else DELIVERED)
+        finally:
+            self._workers.pop(key, None)
+
+    def _finish(self, key: Key, job: _Job, outcome: str) -> None:
+        if self._jobs.get(key) is job:
+            del self._jobs[key]
+        metrics.STATUS_QUEUED.set(len(self._jobs))
+        metrics.STATUS_WRITES.labels(outcome).inc()
+        if not job.done.done():
+            job.done.set_result(outcome)
+        if outcome == DELIVERED_LATE:
+            took = time.monotonic() - job.queued_at
+            log.info("network-status delivered late", pod=f"{key[0]}/{key[1]}", attempts=job.attempts, seconds=took)
+            event = PodEvent(
+                key[0],
+                key[1],
+                job.write.uid,
+                "Normal",
+                "NetworkStatusUpdated",
+                f"network-status written after {job.attempts} attempts ({took:.1f}s); the API server was unavailable",
+            )
+            task = asyncio.create_task(self._emit_quietly(event))
+            self._events.add(task)  # a reference until it has run
+            task.add_done_callback(self._events.discard)
+
+    async def _emit_quietly(self, event: PodEvent) -> None:
+        try:
+            await self._emit(event)
+        except Exception as exc:
+            log.warning("cannot emit pod event", reason=event.reason, error=str(exc))
+
+    async def stop(self) -> None:
+        for task in list(self._workers.values()):
+            task.cancel()
+        for task in list(self._workers.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._jobs:
+            log.warning("network-status writes not delivered at shutdown", pods=[f"{k[0]}/{k[1]}" for k in self._jobs])
