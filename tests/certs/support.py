@@ -1,0 +1,300 @@
+"""Test support for the certs service: identities signed by the test cluster's
+CA, RBAC and namespaces that clean up after themselves, a loopback TCP proxy
+that can be cut, and a clock the test drives."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+KUBE_ROOT = Path(os.environ.get("KUBE_ROOT", Path.home() / ".cache" / "test-kube"))
+PKI = KUBE_ROOT / "run" / "pki"
+API_SERVER = "https://127.0.0.1:6443"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def admin_client(kubeconfig: Path) -> Any:
+    return k8s_config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def sign_client_certificate(cn: str, orgs: tuple[str, ...], days: float = 1.0) -> tuple[bytes, bytes]:
+    """A client certificate for (cn, orgs) signed by the test cluster's CA: (cert PEM, key PEM)."""
+    ca_key = serialization.load_pem_private_key((PKI / "ca.key").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate((PKI / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_client_kubeconfig(path: Path, cn: str, orgs: tuple[str, ...], server: str = API_SERVER) -> Path:
+    cert, key = sign_client_certificate(cn, orgs)
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": server, "certificate-authority-data": b64((PKI / "ca.crt").read_bytes())},
+            }
+        ],
+        "users": [{"name": "u", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    return path
+
+
+def node_bootstrap_kubeconfig(path: Path, node: str, server: str = API_SERVER) -> Path:
+    """The node's kubelet credentials (system:node:<node> in system:nodes), as bootstrapKubeconfig."""
+    return write_client_kubeconfig(path, f"system:node:{node}", ("system:nodes",), server)
+
+
+def _ignore_404(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@contextlib.contextmanager
+def namespace_with_service_account(api: Any, service_account: str = "multus-delegate") -> Iterator[str]:
+    core = k8s.CoreV1Api(api)
+    name = unique("certs-test")
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    try:
+        core.create_namespaced_service_account(
+            name, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=service_account))
+        )
+        yield name
+    finally:
+        _ignore_404(lambda: core.delete_namespace(name))
+
+
+@contextlib.contextmanager
+def cluster_role_bound(api: Any, rules: list[dict[str, Any]], subject_kind: str, subject_name: str) -> Iterator[str]:
+    """A ClusterRole with `rules` bound to one User/Group; both deleted afterwards."""
+    rbac_api = k8s.RbacAuthorizationV1Api(api)
+    name = unique("multus-certs-test")
+    rbac_api.create_cluster_role(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        }
+    )
+    try:
+        rbac_api.create_cluster_role_binding(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": subject_kind, "name": subject_name}],
+            }
+        )
+        yield name
+    finally:
+        _ignore_404(lambda: rbac_api.delete_cluster_role_binding(name))
+        _ignore_404(lambda: rbac_api.delete_cluster_role(name))
+
+
+def node_csrs(api: Any, node: str) -> list[Any]:
+    items = (
+        k8s.CertificatesV1Api(api).list_certificate_signing_request(label_selector=f"multus.cni.io/node={node}").items
+    )
+    return sorted(items, key=lambda c: c.metadata.creation_timestamp)
+
+
+@contextlib.contextmanager
+def csrs_deleted(api: Any, node: str) -> Iterator[None]:
+    """Delete every CSR the certs service made for `node` when the block ends."""
+    try:
+        yield
+    finally:
+        for csr in node_csrs(api, node):
+            _ignore_404(lambda c=csr: k8s.CertificatesV1Api(api).delete_certificate_signing_request(c.metadata.name))
+
+
+def set_csr_condition(api: Any, name: str, condition: str, reason: str) -> None:
+    certs = k8s.CertificatesV1Api(api)
+    csr = certs.read_certificate_signing_request(name)
+    csr.status.conditions = [
+        *(csr.status.conditions or []),
+        k8s.V1CertificateSigningRequestCondition(type=condition, status="True", reason=reason, message="by the test"),
+    ]
+    certs.replace_certificate_signing_request_approval(name, csr)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class TcpProxy:
+    """A loopback TCP proxy to the API server that the test can cut (refuse and
+    drop every connection) and restore, to play "API server unreachable"."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 6443)) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> TcpProxy:
+        self.restore()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cut()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                readable, _, _ = select.select([a, b], [], [], 1.0)
+                for src in readable:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    (b if src is a else a).sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+            with self._lock:
+                self._conns.discard(a)
+                self._conns.discard(b)
+
+
+class FakeClock:
+    """A clock the test moves; sleepers wake when it passes their deadline."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else start
+        self._moved = asyncio.Event()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep_until(self, deadline: float) -> None:
+        while self._now < deadline:
+            moved = self._moved
+            await moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        self.set(self._now + seconds)
+
+    def set(self, now: float) -> None:
+        self._now = max(self._now, now)
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+
+async def drive(clock: FakeClock, predicate: Callable[[], Any], step: float = 5.0, timeout: float = 60.0) -> Any:
+    """Move `clock` forward `step` at a time (real pauses between) until `predicate` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {predicate}")
+        clock.advance(step)
+        await asyncio.sleep(0.1)
