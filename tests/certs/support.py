@@ -18,18 +18,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 KUBE_ROOT = Path(os.environ.get("KUBE_ROOT", Path.home() / ".cache" / "test-kube"))
 PKI = KUBE_ROOT / "run" / "pki"
 API_SERVER = "https://127.0.0.1:6443"
+
+# The kubernetes package is only partly typed.
+k8s: Any = kubernetes.client
+k8s_config: Any = kubernetes.config
 
 
 def unique(prefix: str) -> str:
@@ -66,9 +69,12 @@ def sign_client_certificate(cn: str, orgs: tuple[str, ...], days: float = 1.0) -
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def write_client_kubeconfig(path: Path, cn: str, orgs: tuple[str, ...], server: str = API_SERVER) -> Path:
     cert, key = sign_client_certificate(cn, orgs)
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -156,8 +162,10 @@ def csrs_deleted(api: Any, node: str) -> Iterator[None]:
     try:
         yield
     finally:
+        certs = k8s.CertificatesV1Api(api)
         for csr in node_csrs(api, node):
-            _ignore_404(lambda c=csr: k8s.CertificatesV1Api(api).delete_certificate_signing_request(c.metadata.name))
+            with contextlib.suppress(ApiException):
+                certs.delete_certificate_signing_request(csr.metadata.name)
 
 
 def set_csr_condition(api: Any, name: str, condition: str, reason: str) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import kubernetes
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from kubernetes import client as k8s
 
 from services.api import certs_pb2, certs_pb2_grpc
 from services.certs import rbac
@@ -36,6 +36,7 @@ from tests.certs.support import (
 from tests.support.services import REPO, Instance, start_service, wait_serving
 
 pytestmark = pytest.mark.kube
+k8s: Any = kubernetes.client
 
 
 @contextmanager
@@ -87,7 +88,9 @@ def node_env(instance: Instance, kube_api: Path) -> Iterator[dict[str, Any]]:
 
 def status(inst: Instance) -> certs_pb2.CredentialStatus:
     with grpc.insecure_channel(f"unix://{inst.grpc_socket('certs')}") as channel:
-        return certs_pb2_grpc.CertsStub(channel).GetCredentialStatus(certs_pb2.GetCredentialStatusRequest(), timeout=5)
+        stub = certs_pb2_grpc.CertsStub(channel)
+        st: certs_pb2.CredentialStatus = stub.GetCredentialStatus(certs_pb2.GetCredentialStatusRequest(), timeout=5)
+        return st
 
 
 def credential(st: certs_pb2.CredentialStatus, name: str) -> certs_pb2.Credential:
@@ -155,10 +158,8 @@ def test_full_csr_flow_with_approver(instance: Instance, kube_api: Path, node_en
 
 
 def _config(kubeconfig: Path) -> Any:
-    from kubernetes import config as k8s_config
-
     cfg = k8s.Configuration()
-    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
     return cfg
 
 
