@@ -1,0 +1,46 @@
+"""Files other processes read while we rewrite them (CNI configs, kubeconfigs,
+records): replaced in one rename so a reader sees the old or the new content,
+never a mix, and never a half-written file under a name a runtime would load."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+def write_atomic(path: str, data: bytes | str, mode: int = 0o600, dir_mode: int = 0o700) -> None:
+    """Replace `path` with `data` (temp file in the same directory, fsync, rename, fsync the directory).
+
+    The temp file is hidden and ends in random characters, so a CNI runtime
+    scanning the directory for .conf/.conflist/.json never picks it up.
+    """
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=dir_mode, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_or_none(path: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
