@@ -25,6 +25,10 @@ log = get_logger(__name__)
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 OVERALL = ""  # health's name for the whole server
+# Health name that is SERVING while the process is up (until graceful shutdown),
+# whatever its readiness: liveness probes check it, so a service that is merely
+# not ready (API down, informers not synced) is not restarted in a loop.
+LIVENESS = "liveness"
 
 
 class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -155,6 +159,7 @@ async def start_service(
 
     svc = ServiceServer(name, socket_path, server, health_servicer, health_server, names)
     await svc.set_serving(serving)
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.request_stop)
