@@ -340,7 +340,7 @@ def test_written_kubeconfigs_parse_back(tmp_path: Path) -> None:
     }
 
 
-def _jwt(claims: dict[str, int]) -> str:
+def _jwt(claims: dict[str, object]) -> str:
     def enc(part: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
 
