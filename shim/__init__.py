@@ -1,0 +1,1 @@
+"""The host-side CNI binary (multus_shim.py) and its installer (install.py)."""
