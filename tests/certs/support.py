@@ -58,7 +58,7 @@ def sign_client_certificate(cn: str, orgs: tuple[str, ...], days: float = 1.0) -
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_before(min(now - datetime.timedelta(minutes=1), now + datetime.timedelta(days=days - 1)))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
@@ -306,3 +306,27 @@ async def drive(clock: FakeClock, predicate: Callable[[], Any], step: float = 5.
             raise TimeoutError(f"timed out waiting for {predicate}")
         clock.advance(step)
         await asyncio.sleep(0.1)
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """Poll `predicate` in real time (the event loop keeps running) until it holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.1)
+
+
+def write_stored_certificate(cert_dir: Path, cn: str, orgs: tuple[str, ...], days: float) -> Path:
+    """Put a CA-signed certificate (negative `days` = already expired) where the
+    certs service keeps its current one, as if it had issued it earlier."""
+    cert, key = sign_client_certificate(cn, orgs, days)
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    stored = cert_dir / "multus-client-2020-01-01-00-00-00.pem"
+    stored.write_bytes(cert + key)
+    stored.chmod(0o600)
+    (cert_dir / "multus-client-current.pem").symlink_to(stored.name)
+    return stored
