@@ -1,0 +1,26 @@
+"""The gateway's Prometheus metrics: upstream's request counter plus latency
+histograms per CNI command and per delegate, and the DEL spool replay count."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS
+
+# Upstream's name and labels, kept so existing dashboards work.
+REQUESTS = Counter("multus_server_request_total", "Counter of HTTP requests", ["handler", "code", "method"])
+COMMAND_SECONDS = Histogram(
+    "multus_gateway_cni_command_duration_seconds",
+    "Time to serve one CNI command, by command and outcome",
+    ["command", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+DELEGATE_SECONDS = Histogram(
+    "multus_gateway_delegate_duration_seconds",
+    "Time one delegate plugin call took, by plugin type and command",
+    ["plugin", "command", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+SPOOL_REPLAYS = Counter(
+    "multus_gateway_del_spool_replays_total", "Spooled DEL requests replayed at start, by outcome", ["outcome"]
+)

@@ -1,0 +1,117 @@
+"""Upstream Multus' HTTP API on the daemon's Unix socket (aiohttp):
+POST /cni, POST /delegate, GET|POST /healthz, and GET|POST /readyz (503 until
+ready and while draining). Success: 200 with `{"Result": ...}` for ADD and an
+empty body otherwise; failure: 400 with a CNI error object."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from services.common import cni
+from services.gateway.dispatch import Dispatcher
+from services.gateway.gateway_metrics import REQUESTS
+from services.gateway.request import CniRequest, decode_request_body
+
+CNI_PATH = "/cni"
+DELEGATE_PATH = "/delegate"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+MAX_BODY = 16 * 1024 * 1024
+
+
+def error_body(err: cni.CniError) -> bytes:
+    """A CNI error object as Go's cnitypes.Error marshals it."""
+    obj: dict[str, Any] = {"code": err.code, "msg": err.msg}
+    if err.details:
+        obj["details"] = err.details
+    return json.dumps(obj).encode()
+
+
+def success_body(result: dict[str, Any] | None) -> bytes:
+    return json.dumps({"Result": result}).encode() if result is not None else b""
+
+
+class Readiness:
+    def __init__(self) -> None:
+        self.ready = False
+        self.draining = False
+
+    @property
+    def serving(self) -> bool:
+        return self.ready and not self.draining
+
+
+def _json_response(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def build_app(dispatcher: Dispatcher, readiness: Readiness) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+
+    def counted(handler: str, fn: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            response = await fn(request)
+            REQUESTS.labels(handler, str(response.status), request.method.lower()).inc()
+            return response
+
+        return wrapped
+
+    async def cni_verb(
+        request: web.Request, call: Callable[[CniRequest], Awaitable[dict[str, Any] | None]]
+    ) -> web.Response:
+        if request.method != "POST":
+            return web.Response(status=405, text="Method not allowed\n")
+        try:
+            decoded = decode_request_body(await request.read())
+            result = await call(decoded)
+        except cni.CniError as err:
+            return _json_response(400, error_body(err))
+        return _json_response(200, success_body(result))
+
+    async def cni_handler(request: web.Request) -> web.StreamResponse:
+        return await cni_verb(request, dispatcher.cni)
+
+    async def delegate_handler(request: web.Request) -> web.StreamResponse:
+        return await cni_verb(request, dispatcher.delegate)
+
+    async def health(request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "POST"):
+            return web.Response(status=405, text="Method not allowed\n")
+        return _json_response(200, b"")
+
+    async def ready(request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "POST"):
+            return web.Response(status=405, text="Method not allowed\n")
+        return _json_response(200 if readiness.serving else 503, b"")
+
+    async def not_found(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404)
+
+    app.router.add_route("*", CNI_PATH, counted(CNI_PATH, cni_handler))
+    app.router.add_route("*", DELEGATE_PATH, counted(DELEGATE_PATH, delegate_handler))
+    app.router.add_route("*", HEALTH_PATH, counted(HEALTH_PATH, health))
+    app.router.add_route("*", READY_PATH, counted(READY_PATH, ready))
+    app.router.add_route("*", "/{tail:.*}", counted("NotFound", not_found))
+    return app
+
+
+async def start_unix_site(app: web.Application, socket_path: str) -> web.AppRunner:
+    """Serve `app` on a 0600 Unix socket (the directory is created 0700 as upstream)."""
+    os.makedirs(os.path.dirname(socket_path) or ".", mode=0o700, exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    old_umask = os.umask(0o177)  # the socket never exists with looser permissions
+    try:
+        site = web.UnixSite(runner, socket_path)
+        await site.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(socket_path, 0o600)
+    return runner

@@ -1,0 +1,137 @@
+"""Attachment records on disk: one JSON file per container ID and interface,
+`<recordsDir>/<containerID>/<ifname>.json`, written atomically with mode 0600.
+They are what DEL, CHECK and GC work from when the cache or the API server is
+down, and they say which attachments exist. A record is written before the
+delegate's ADD runs (state "adding") so a crash mid-ADD still leaves DEL
+enough to clean up, and rewritten with the result once it succeeded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.common import cni
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+RECORD_VERSION = 1
+
+
+def validate_container_id(container_id: str) -> None:
+    """The CNI spec's container ID alphabet; it also keeps IDs from escaping the records dir."""
+    if not _SAFE_ID.match(container_id) or len(container_id) > 512:
+        raise cni.CniError(cni.INVALID_ENV, f"invalid CNI_CONTAINERID {container_id[:64]!r}")
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    container_id: str
+    ifname: str
+    index: int
+    netns: str
+    network_name: str
+    config: Mapping[str, Any]  # the conf/conflist the delegate ran with
+    capability_args: Mapping[str, Any] = field(default_factory=dict)
+    cni_args: str = ""
+    pod_namespace: str = ""
+    pod_name: str = ""
+    pod_uid: str = ""
+    master: bool = False
+    state: str = "adding"  # "adding" until the delegate's ADD succeeded, then "added"
+    result: Mapping[str, Any] | None = None  # the delegate's own result (its cniVersion)
+    network_status: Mapping[str, Any] | None = None
+    hotplug: bool = False
+    origin: str = "gateway"  # "upstream" for records read from upstream Multus' scratch cache
+    created: float = field(default_factory=time.time)
+    version: int = RECORD_VERSION
+
+    @property
+    def plugin_type(self) -> str:
+        if self.config.get("type"):
+            return str(self.config["type"])
+        plugins = self.config.get("plugins") or []
+        return ",".join(str(p.get("type", "")) for p in plugins if isinstance(p, dict))
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> AttachmentRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class RecordStore:
+    """Blocking file I/O: call through asyncio.to_thread from the event loop."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def _dir(self, container_id: str) -> Path:
+        validate_container_id(container_id)
+        return self.root / container_id
+
+    def save(self, record: AttachmentRecord) -> None:
+        _atomic_write(self._dir(record.container_id) / f"{record.ifname}.json", record.to_json())
+
+    def load(self, container_id: str) -> list[AttachmentRecord]:
+        """The container's records in attach order (empty when none)."""
+        directory = self._dir(container_id)
+        records = []
+        try:
+            entries = sorted(directory.iterdir())
+        except FileNotFoundError:
+            return []
+        for path in entries:
+            if path.name.startswith(".") or path.suffix != ".json":
+                continue
+            try:
+                records.append(AttachmentRecord.from_obj(json.loads(path.read_bytes())))
+            except (OSError, ValueError, TypeError):
+                continue  # a torn or foreign file must not block DEL of the others
+        return sorted(records, key=lambda r: (r.index, r.created))
+
+    def remove(self, container_id: str, ifname: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir(container_id) / f"{ifname}.json").unlink()
+        with contextlib.suppress(OSError):
+            self._dir(container_id).rmdir()  # only when empty
+
+    def remove_all(self, container_id: str) -> None:
+        shutil.rmtree(self._dir(container_id), ignore_errors=True)
+
+    def container_ids(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _SAFE_ID.match(p.name))
+        except FileNotFoundError:
+            return []
+
+    def all(self) -> list[AttachmentRecord]:
+        out: list[AttachmentRecord] = []
+        for cid in self.container_ids():
+            out.extend(self.load(cid))
+        return out

@@ -1,0 +1,220 @@
+"""The upstream Multus request envelope and the CNI/Kubernetes arguments inside it.
+
+The shim posts `{"env": {...}, "config": <base64 of stdin>, "interfaceAttributes":
+{...}}` (Go `api.Request`). Bodies are decoded as Go's encoding/json does: an
+exact key match first, else a case-insensitive one (so `Env`/`Config` work),
+the last duplicate wins, `[]byte` is standard base64, and `null` is the zero
+value. Everything here is pure; bad input becomes a CniError with its code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common import cni
+
+POD_VERBS = ("ADD", "DEL", "CHECK")
+PLUGIN_VERBS = ("STATUS", "GC")
+
+
+@dataclass(frozen=True)
+class InterfaceAttributes:
+    """upstream's DelegateInterfaceAttributes (POST /delegate)."""
+
+    ips: tuple[str, ...] = ()
+    mac: str = ""
+    cni_args: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CniRequest:
+    env: Mapping[str, str]
+    config: bytes = b""
+    interface_attributes: InterfaceAttributes | None = None
+
+    @property
+    def command(self) -> str:
+        return self.env.get("CNI_COMMAND", "")
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """The pod a request is for, from CNI_ARGS (K8S_POD_*)."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    sandbox_id: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class CniCall:
+    """A validated request: the verb, the CNI runtime arguments and the pod."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = "eth0"
+    args: str = ""
+    cni_path: str = ""
+    config: bytes = b""
+    pod: PodRef | None = None
+    extra_args: tuple[tuple[str, str], ...] = field(default=())
+
+
+def _go_field(obj: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    """Find `name` as Go does: exact match wins, else the last case-insensitive match."""
+    if name in obj:
+        return True, obj[name]
+    found, value = False, None
+    lowered = name.lower()
+    for key, val in obj.items():
+        if key.lower() == lowered:
+            found, value = True, val
+    return found, value
+
+
+def _decode_bytes(value: Any, what: str) -> bytes:
+    if value is None:
+        return b""
+    if not isinstance(value, str):
+        raise cni.CniError(cni.DECODE_FAILURE, f"cannot decode request: {what} must be a base64 string")
+    try:
+        # Go's StdEncoding ignores CR/LF and requires padding.
+        return base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise cni.CniError(cni.DECODE_FAILURE, f"cannot decode request: {what} is not base64", str(exc)) from exc
+
+
+def _decode_env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: env must be an object of strings")
+    env: dict[str, str] = {}
+    for key, val in value.items():
+        if val is None:
+            env[key] = ""
+        elif isinstance(val, str):
+            env[key] = val
+        else:
+            raise cni.CniError(cni.DECODE_FAILURE, f"cannot decode request: env[{key!r}] must be a string")
+    return env
+
+
+def _decode_attributes(value: Any) -> InterfaceAttributes | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes must be an object")
+    _, ips = _go_field(value, "ips")
+    _, mac = _go_field(value, "mac")
+    _, cni_args = _go_field(value, "cni-args")
+    if ips is not None and (not isinstance(ips, list) or not all(isinstance(i, str) for i in ips)):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.ips must be strings")
+    if mac is not None and not isinstance(mac, str):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.mac must be a string")
+    if cni_args is not None and not isinstance(cni_args, dict):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.cni-args must be an object")
+    return InterfaceAttributes(tuple(ips or ()), mac or "", cni_args)
+
+
+def decode_request_body(body: bytes) -> CniRequest:
+    """Decode an HTTP body as upstream's daemon does (`json.Unmarshal` into api.Request)."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: invalid JSON", str(exc)) from exc
+    if obj is None:
+        return CniRequest(env={})
+    if not isinstance(obj, dict):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: expected a JSON object")
+    _, env = _go_field(obj, "env")
+    _, config = _go_field(obj, "config")
+    _, attrs = _go_field(obj, "interfaceAttributes")
+    return CniRequest(_decode_env(env), _decode_bytes(config, "config"), _decode_attributes(attrs))
+
+
+def encode_request_body(request: CniRequest) -> bytes:
+    """The body upstream's shim would send for `request` (used by fixtures and the spool)."""
+    obj: dict[str, Any] = {"env": dict(request.env)}
+    if request.config:
+        obj["config"] = base64.b64encode(request.config).decode()
+    if request.interface_attributes is not None:
+        attrs = request.interface_attributes
+        attr_obj: dict[str, Any] = {"cni-args": dict(attrs.cni_args) if attrs.cni_args is not None else None}
+        if attrs.ips:
+            attr_obj["ips"] = list(attrs.ips)
+        if attrs.mac:
+            attr_obj["mac"] = attrs.mac
+        obj["interfaceAttributes"] = attr_obj
+    return json.dumps(obj).encode()
+
+
+def parse_cni_args(args: str) -> list[tuple[str, str]]:
+    """CNI_ARGS `K=V;K=V` in order. Tolerant: an item without '=' is skipped, values may hold '='."""
+    pairs: list[tuple[str, str]] = []
+    for item in args.split(";"):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+_K8S_KEYS = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"}
+
+
+def pod_ref_from_args(pairs: list[tuple[str, str]]) -> PodRef | None:
+    found = dict(pairs)
+    namespace, name = found.get("K8S_POD_NAMESPACE", ""), found.get("K8S_POD_NAME", "")
+    if not namespace and not name:
+        return None
+    return PodRef(namespace, name, found.get("K8S_POD_UID", ""), found.get("K8S_POD_INFRA_CONTAINER_ID", ""))
+
+
+def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
+    """Check the CNI environment for the verb and extract the pod identity.
+
+    ADD/DEL/CHECK need CNI_CONTAINERID, CNI_NETNS (DEL may have an empty one)
+    and a pod namespace + name in CNI_ARGS; STATUS and GC are plugin-level."""
+    env = request.env
+    command = env.get("CNI_COMMAND", "")
+    if not command:
+        raise cni.CniError(cni.INVALID_ENV, "missing CNI_COMMAND")
+    command = command.upper()
+    if command not in POD_VERBS + PLUGIN_VERBS:
+        raise cni.CniError(cni.INVALID_ENV, f"unknown CNI_COMMAND {command!r}")
+    pairs = parse_cni_args(env.get("CNI_ARGS", ""))
+    extra = tuple((k, v) for k, v in pairs if k not in _K8S_KEYS)
+    call = CniCall(
+        command=command,
+        container_id=env.get("CNI_CONTAINERID", ""),
+        netns=env.get("CNI_NETNS", ""),
+        ifname=env.get("CNI_IFNAME") or "eth0",
+        args=env.get("CNI_ARGS", ""),
+        cni_path=env.get("CNI_PATH", ""),
+        config=request.config,
+        pod=pod_ref_from_args(pairs),
+        extra_args=extra,
+    )
+    if command in PLUGIN_VERBS:
+        return call
+    if not call.container_id:
+        raise cni.CniError(cni.INVALID_ENV, "missing CNI_CONTAINERID")
+    if command != "DEL" and not call.netns:
+        raise cni.CniError(cni.INVALID_ENV, "missing CNI_NETNS")
+    if require_pod and (call.pod is None or not call.pod.namespace or not call.pod.name):
+        raise cni.CniError(
+            cni.INVALID_ENV,
+            "required CNI variable missing",
+            "CNI_ARGS must carry K8S_POD_NAMESPACE and K8S_POD_NAME",
+        )
+    return call

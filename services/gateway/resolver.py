@@ -1,0 +1,237 @@
+"""Resolving network references to delegates: the cluster network and
+defaultNetworks (a NAD name, `namespace/name`, a conf/conflist file name or
+path, or a directory), the pod's annotation networks (NADs through the cache,
+`spec.config` or a config in confDir with the NAD's name), and the
+`v1.multus-cni.io/default-network` override."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from services.common import cni
+from services.gateway.delegate import Delegate, load_delegate, with_cni_version
+from services.gateway.netconf import MultusNetConf
+from services.gateway.ports import Cluster, DeviceInfoSource
+from services.gateway.selection import (
+    DEFAULT_NETWORK_ANNOTATION,
+    NETWORKS_ANNOTATION,
+    RESOURCE_NAME_ANNOTATION,
+    NetworkSelectionElement,
+    check_namespace_isolation,
+    parse_networks_annotation,
+)
+
+CONF_EXTENSIONS = (".conf", ".conflist", ".json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise cni.CniError(cni.INVALID_CONFIG, f"error loading CNI config file {path}", str(exc)) from exc
+    if not isinstance(obj, dict):
+        raise cni.CniError(cni.INVALID_CONFIG, f"error loading CNI config file {path}", "expected a JSON object")
+    return obj
+
+
+def _conf_files(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.suffix in CONF_EXTENSIONS and p.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def find_config_by_name(directory: str, name: str) -> dict[str, Any] | None:
+    """The first config (lexical file order) in `directory` whose CNI `name` is `name`."""
+    for path in _conf_files(Path(directory)):
+        try:
+            obj = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(obj, dict) and obj.get("name") == name:
+            return obj
+    return None
+
+
+def load_network_path(path: str) -> dict[str, Any] | None:
+    """A conf/conflist file, or the first config file of a directory; None when the path does not exist."""
+    p = Path(path)
+    if p.is_dir():
+        files = _conf_files(p)
+        if not files:
+            raise cni.CniError(cni.INVALID_CONFIG, f"no CNI config files in directory {path}")
+        return _read_json(files[0])
+    if p.is_file():
+        return _read_json(p)
+    return None
+
+
+class NetworkNotFound(cni.CniError):
+    """A selected NetworkAttachmentDefinition does not exist (the pod gets a NoNetworkFound event)."""
+
+
+@dataclass
+class Resolution:
+    """The pod's delegates in attach order."""
+
+    delegates: list[Delegate] = field(default_factory=list)
+
+
+class NetworkResolver:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        cni_config_dir: str,
+        device_info: DeviceInfoSource | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self._cluster = cluster
+        self._cni_config_dir = cni_config_dir
+        self._device_info = device_info
+        self._timeout = timeout
+
+    # --- NADs ---
+    async def nad_delegate(
+        self,
+        element: NetworkSelectionElement,
+        netconf: MultusNetConf,
+        pod: Any | None,
+        devices: dict[str, list[str]] | None,
+        *,
+        master: bool = False,
+    ) -> Delegate:
+        nad = await self._cluster.get_network_attachment_definition(
+            element.namespace, element.name, timeout=self._timeout
+        )
+        config: bytes | Mapping[str, Any]
+        if nad.config.strip():
+            config = nad.config.encode()
+        else:
+            found = await asyncio.to_thread(find_config_by_name, netconf.conf_dir, element.name)
+            if found is None:
+                raise cni.CniError(
+                    cni.INVALID_CONFIG,
+                    f"network-attachment-definition {element.namespace}/{element.name} has no spec.config",
+                    f"and no config named {element.name!r} in confDir {netconf.conf_dir}",
+                )
+            config = found
+        device_id, resource_name = "", ""
+        resource_name = dict(nad.annotations).get(RESOURCE_NAME_ANNOTATION, "")
+        if resource_name and pod is not None and devices is not None:
+            ids = devices.get(resource_name) or []
+            if ids:
+                device_id = ids.pop(0)  # each NAD of that resource takes the next device
+        return load_delegate(config, element, device_id=device_id, resource_name=resource_name, master=master)
+
+    async def _devices(self, pod: Any | None) -> dict[str, list[str]] | None:
+        if pod is None or self._device_info is None:
+            return None
+        ids = await self._device_info.device_ids(pod.namespace, pod.name, pod.uid)
+        return {k: list(v) for k, v in ids.items()}
+
+    # --- clusterNetwork / defaultNetworks ---
+    async def named_network(self, reference: str, netconf: MultusNetConf, *, master: bool) -> Delegate:
+        """A network named in the daemon config: a path, a file name, a NAD or a CNI config name."""
+        config_dir = netconf.cni_config_dir or self._cni_config_dir
+        if reference.startswith("/") or reference.startswith("."):
+            loaded = await asyncio.to_thread(load_network_path, reference)
+            if loaded is None:
+                raise cni.CniError(
+                    cni.INVALID_CONFIG, f"cannot find network {reference!r}", "no such file or directory"
+                )
+            return load_delegate(loaded, master=master)
+        if reference.endswith(CONF_EXTENSIONS) and "/" not in reference:
+            for directory in (config_dir, netconf.conf_dir):
+                loaded = await asyncio.to_thread(load_network_path, os.path.join(directory, reference))
+                if loaded is not None:
+                    return load_delegate(loaded, master=master)
+        namespace, _, name = reference.rpartition("/")
+        element = NetworkSelectionElement(name=name, namespace=namespace or netconf.multus_namespace)
+        try:
+            delegate = await self.nad_delegate(element, netconf, None, None, master=master)
+        except cni.CniError as nad_error:
+            if nad_error.code == cni.TRY_AGAIN_LATER:
+                raise
+            for directory in (netconf.conf_dir, config_dir):
+                found = await asyncio.to_thread(find_config_by_name, directory, name)
+                if found is not None:
+                    return load_delegate(found, master=master)
+            raise cni.CniError(
+                cni.INVALID_CONFIG,
+                f"cannot find network {reference!r}",
+                f"neither a NetworkAttachmentDefinition nor a config in {netconf.conf_dir} or {config_dir}",
+            ) from nad_error
+        return delegate
+
+    async def cluster_delegates(self, netconf: MultusNetConf, pod: Any | None) -> list[Delegate]:
+        """The cluster network (first, master) and, outside systemNamespaces, the defaultNetworks."""
+        delegates: list[Delegate] = []
+        if netconf.cluster_network:
+            delegates.append(await self.named_network(netconf.cluster_network, netconf, master=True))
+        else:
+            for idx, raw in enumerate(netconf.raw_delegates):
+                delegates.append(load_delegate(raw, master=idx == 0))
+        in_system_ns = pod is not None and pod.namespace in netconf.system_namespaces
+        if pod is not None and not in_system_ns:
+            for reference in netconf.default_networks:
+                delegates.append(await self.named_network(reference, netconf, master=False))
+        return delegates
+
+    async def resolve(self, netconf: MultusNetConf, pod: Any | None, *, emit_missing: bool = True) -> Resolution:
+        """All of a pod's delegates in attach order."""
+        resolution = Resolution()
+        delegates = await self.cluster_delegates(netconf, pod)
+        devices = await self._devices(pod)
+        if pod is not None:
+            annotations = dict(pod.annotations)
+            override = annotations.get(DEFAULT_NETWORK_ANNOTATION, "").strip()
+            if override:
+                elements = parse_networks_annotation(override, netconf.multus_namespace)
+                if len(elements) != 1:
+                    raise cni.CniError(cni.INVALID_CONFIG, f"more than one default network is specified: {override}")
+                master = await self._nad_or_missing(elements[0], netconf, pod, devices, master=True)
+                if delegates:
+                    delegates[0] = master
+                else:
+                    delegates.append(master)
+            text = annotations.get(NETWORKS_ANNOTATION, "")
+            elements = parse_networks_annotation(text, pod.namespace)
+            if netconf.namespace_isolation:
+                check_namespace_isolation(pod.namespace, elements, netconf.global_namespaces)
+            for element in elements:
+                delegates.append(await self._nad_or_missing(element, netconf, pod, devices))
+        if not delegates:
+            raise cni.CniError(cni.INVALID_CONFIG, "no cluster network: set clusterNetwork or delegates")
+        resolution.delegates = [with_cni_version(d, netconf.cni_version) for d in delegates]
+        return resolution
+
+    async def _nad_or_missing(
+        self,
+        element: NetworkSelectionElement,
+        netconf: MultusNetConf,
+        pod: Any,
+        devices: dict[str, list[str]] | None,
+        *,
+        master: bool = False,
+    ) -> Delegate:
+        try:
+            return await self.nad_delegate(element, netconf, pod, devices, master=master)
+        except cni.CniError as err:
+            if err.code != cni.TRY_AGAIN_LATER:
+                raise NetworkNotFound(
+                    err.code,
+                    f"cannot find a network-attachment-definition ({element.name}) in namespace ({element.namespace})",
+                    str(err),
+                ) from err
+            raise
+
+
+def mark_master(delegate: Delegate) -> Delegate:
+    return replace(delegate, master=True)

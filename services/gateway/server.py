@@ -1,0 +1,87 @@
+"""Wiring of the gateway: domain objects and adapters, the upstream HTTP API on
+<socketDir>/multus.sock, the gRPC Gateway API, metrics, DEL spool replay
+before readiness, and draining in-flight requests on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterable
+
+import grpc
+
+from services.api import gateway_pb2, gateway_pb2_grpc
+from services.common.config import DaemonConfig
+from services.common.grpc_server import start_service
+from services.common.logs import get_logger
+from services.common.metrics import start_metrics_server
+from services.gateway.cache_client import CacheClient
+from services.gateway.cni_service import CniService
+from services.gateway.device_info import DevicePluginCheckpoint
+from services.gateway.dispatch import Dispatcher
+from services.gateway.executor_client import ExecutorClient
+from services.gateway.executor_runner import ExecutorRunner
+from services.gateway.http_api import Readiness, build_app, start_unix_site
+from services.gateway.invoke import NetworkInvoker
+from services.gateway.records import RecordStore
+from services.gateway.resolver import NetworkResolver
+from services.gateway.servicer import GatewayServicer
+from services.gateway.spool import replay_spool, spool_dir
+
+log = get_logger(__name__)
+
+DRAIN_SECONDS = 30.0
+
+
+async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
+    executor = ExecutorClient(config.executor_sockets or (config.grpc_socket("executor"),))
+    cache = CacheClient(config.grpc_socket("cache"))
+    invoker = NetworkInvoker(ExecutorRunner(executor, timeout=config.executor_timeout_seconds + 5.0))
+    resolver = NetworkResolver(cache, cni_config_dir=config.cni_config_dir, device_info=DevicePluginCheckpoint())
+    service = CniService(
+        config, cluster=cache, invoker=invoker, records=RecordStore(config.records_dir), resolver=resolver
+    )
+    dispatcher = Dispatcher(service)
+    readiness = Readiness()
+
+    def register(server: grpc.aio.Server) -> Iterable[str]:
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(dispatcher, service), server)
+        return (gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,)
+
+    ports = config.ports("gateway")
+    grpc_service = await start_service(
+        "gateway",
+        config.grpc_socket("gateway"),
+        register,
+        socket_group=config.grpc_socket_group,
+        health_port=ports.health_port,
+        metrics_port=ports.metrics_port,
+    )
+    if config.metrics_port:  # upstream's key: its request counter, served only when set
+        start_metrics_server(config.metrics_port)
+    http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
+    try:
+        report = await replay_spool(spool_dir(config.socket_dir), dispatcher.cni)
+        if report.replayed or report.failed:
+            log.info("DEL spool replayed", replayed=len(report.replayed), failed=len(report.failed))
+        readiness.ready = True
+        await grpc_service.set_serving(True)
+        log.info("gateway ready", socket=config.daemon_socket_path)
+        await grpc_service.wait_for_stop()
+    finally:
+        # Drain: stop answering ready, stop accepting, let in-flight requests finish.
+        readiness.draining = True
+        await grpc_service.set_serving(False)
+        for site in list(http.sites):
+            await site.stop()
+        drained = await dispatcher.wait_idle(DRAIN_SECONDS)
+        log.info("gateway draining done", drained=drained, in_flight=dispatcher.in_flight)
+        dispatcher.accepting = False
+        await grpc_service.stop(grace=5.0)
+        await http.cleanup()
+        await service.drain_background()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.daemon_socket_path)
+        await executor.close()
+        await cache.close()
