@@ -1,0 +1,263 @@
+"""One informer: list, then watch from the list's resourceVersion, as client-go's
+reflector does. Runs in its own thread (the kubernetes client is synchronous).
+
+- Lists and watch events are read as raw JSON (`_preload_content=False`) and
+  trimmed at once: no model objects, so 10,000 NADs stay cheap.
+- Every watch carries `timeoutSeconds` (jittered, so a fleet does not
+  re-watch in lockstep) and a read timeout, so a dead API server cannot hang it;
+  bookmarks keep the resourceVersion fresh.
+- 410 Gone (the resourceVersion was compacted) relists; any other failure
+  backs off with jitter and re-watches from the last resourceVersion.
+- A credential reload interrupts the current request, and the loop resumes
+  with the new client from the resourceVersion it holds: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from services.cache import metrics
+from services.cache.backoff import backoff_delay
+from services.cache.objects import Key, ObjectError
+from services.cache.store import Keyed, ObjectStore
+from services.common.logs import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T", bound=Keyed)
+
+
+class Gone(Exception):
+    """410: the resourceVersion is too old; a relist is needed."""
+
+
+class WatchFailed(Exception):
+    """The watch stream reported an error other than 410."""
+
+
+@dataclass(frozen=True)
+class ResourceCalls:
+    """How to list and watch one kind with the official client (raw responses)."""
+
+    kind: str
+    # (api_client, **query) -> urllib3 response; query: resource_version, limit, _continue, watch, ...
+    call: Callable[..., Any]
+    parse: Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class InformerTiming:
+    watch_timeout_min: float = 240.0
+    watch_timeout_max: float = 360.0
+    connect_timeout: float = 5.0
+    list_read_timeout: float = 60.0
+    # Beyond timeoutSeconds: a server that stops talking mid-watch is given up on after this.
+    read_grace: float = 30.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    # 0 = one unpaginated list (served from the API server's watch cache at
+    # resourceVersion=0); >0 = paginated consistent lists of this size.
+    list_limit: int = 0
+
+
+def _status_code(error: Exception) -> int | None:
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def iter_lines(response: Any) -> Iterator[bytes]:
+    """Newline-delimited watch events from a chunked response, as they arrive."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+class Informer(Generic[T]):
+    def __init__(
+        self,
+        calls: ResourceCalls,
+        store: ObjectStore[T],
+        client: Callable[[], Any],
+        timing: InformerTiming | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.calls = calls
+        self.store = store
+        self._client = client
+        self.timing = timing or InformerTiming()
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._response_lock = threading.Lock()
+        self._response: Any = None
+        self._interrupted = False
+        self._resource_version = ""
+        self._progress = False
+        self._thread = threading.Thread(target=self._run, name=f"informer-{calls.kind}", daemon=True)
+
+    # --- control (any thread) ---
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.interrupt()
+        self._thread.join(timeout)
+
+    def interrupt(self) -> None:
+        """Abort the request in flight (credential reload, stop); the loop picks up from its resourceVersion."""
+        with self._response_lock:
+            self._interrupted = True
+            response = self._response
+        if response is not None:
+            try:
+                response.shutdown()
+            except Exception as exc:  # already closed: nothing to interrupt
+                log.debug("interrupt: response already closed", kind=self.calls.kind, error=str(exc))
+
+    # --- the loop (informer thread) ---
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                if not self._resource_version:
+                    self._list()
+                self._watch()
+                attempt = 0  # a watch that ran its course: the API server is healthy
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                self.store.count_watch_restart()
+                if self._progress:  # events flowed before this failure: start the backoff over
+                    attempt, self._progress = 0, False
+                if self._take_interrupt():
+                    log.info("watch re-established after a credential reload", kind=self.calls.kind)
+                    continue
+                if isinstance(exc, Gone) or _status_code(exc) == 410:
+                    log.info("resourceVersion expired; relisting", kind=self.calls.kind, rv=self._resource_version)
+                    self._resource_version = ""
+                    if attempt == 0:  # the first 410 relists at once; repeated ones back off below
+                        attempt = 1
+                        continue
+                attempt += 1
+                delay = backoff_delay(attempt, self.timing.backoff_base, self.timing.backoff_cap, self._rng)
+                log.warning(
+                    "list/watch failed; retrying",
+                    kind=self.calls.kind,
+                    attempt=attempt,
+                    retry_in=round(delay, 2),
+                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                )
+                self._stop.wait(delay)
+
+    def _take_interrupt(self) -> bool:
+        with self._response_lock:
+            was, self._interrupted = self._interrupted, False
+            return was
+
+    def _open(self, **query: Any) -> Any:
+        with self._response_lock:
+            self._interrupted = False
+        response = self.calls.call(self._client(), _preload_content=False, **query)
+        with self._response_lock:
+            self._response = response
+            if self._interrupted:  # a reload arrived while the request was being sent
+                response.shutdown()
+        return response
+
+    def _close(self, response: Any) -> None:
+        with self._response_lock:
+            self._response = None
+        response.release_conn()
+
+    def _list(self) -> None:
+        started = time.monotonic()
+        objects: list[T] = []
+        limit = self.timing.list_limit
+        query: dict[str, Any] = {"_request_timeout": (self.timing.connect_timeout, self.timing.list_read_timeout)}
+        if limit:
+            query["limit"] = limit
+        else:
+            query["resource_version"] = "0"
+        continue_token = ""
+        while True:
+            page_query = dict(query, _continue=continue_token) if continue_token else query
+            response = self._open(**page_query)
+            try:
+                body = json.loads(response.data)
+            finally:
+                self._close(response)
+            for raw in body.get("items") or ():
+                obj = self._parse(raw)
+                if obj is not None:
+                    objects.append(obj)
+            meta = body.get("metadata") or {}
+            continue_token = meta.get("continue") or ""
+            if not continue_token:
+                resource_version = str(meta.get("resourceVersion") or "")
+                break
+        del body
+        self.store.replace(objects, resource_version)
+        self._resource_version = resource_version
+        seconds = time.monotonic() - started
+        metrics.SYNC_SECONDS.labels(self.calls.kind).set(seconds)
+        log.info("listed", kind=self.calls.kind, count=len(objects), rv=resource_version, seconds=round(seconds, 3))
+
+    def _parse(self, raw: dict[str, Any]) -> T | None:
+        try:
+            obj: T = self.calls.parse(raw)
+            return obj
+        except ObjectError as exc:
+            log.warning("skipping malformed object", kind=self.calls.kind, error=str(exc))
+            return None
+
+    def _watch(self) -> None:
+        timeout = int(self._rng.uniform(self.timing.watch_timeout_min, self.timing.watch_timeout_max))
+        response = self._open(
+            watch=True,
+            resource_version=self._resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            _request_timeout=(self.timing.connect_timeout, timeout + self.timing.read_grace),
+        )
+        try:
+            for line in iter_lines(response):
+                self._handle(json.loads(line))
+        finally:
+            self._close(response)
+        if self._take_interrupt() and not self._stop.is_set():
+            self.store.count_watch_restart()
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        raw = event.get("object") or {}
+        rv = str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        if kind == "ERROR":
+            code = raw.get("code")
+            if code == 410:
+                raise Gone(raw.get("message", "410 Gone"))
+            raise WatchFailed(f"watch error {code}: {raw.get('message', '')}")
+        if kind == "BOOKMARK":
+            self.store.set_resource_version(rv)
+        elif kind in ("ADDED", "MODIFIED"):
+            obj = self._parse(raw)
+            if obj is not None:
+                self.store.upsert(obj, rv)
+        elif kind == "DELETED":
+            meta = raw.get("metadata") or {}
+            key: Key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            self.store.delete(key, rv)
+        if rv:
+            self._resource_version = rv
+        self._progress = True

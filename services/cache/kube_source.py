@@ -1,0 +1,242 @@
+"""The Kubernetes API as the cache's source: a Pod informer limited to this
+node, a NAD informer across namespaces, live GETs after a cache miss,
+network-status through pods/status, and core/v1 Events as upstream emits them.
+
+All calls use the official client in worker threads, with raw JSON
+(`_preload_content=False`) and a request timeout on every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from services.cache import metrics
+from services.cache.errors import PodGone, SourceForbidden, SourceUnavailable
+from services.cache.informer import Informer, InformerTiming, ResourceCalls
+from services.cache.kube_client import ApiClientHolder
+from services.cache.objects import (
+    NAD,
+    POD,
+    CachedNad,
+    CachedPod,
+    nad_from_dict,
+    pod_from_dict,
+    set_network_status,
+    uid_mismatch,
+)
+from services.cache.source import PodEvent, StatusWrite
+from services.cache.store import ObjectStore
+from services.common.config import DaemonConfig
+from services.common.credentials import api_credentials
+from services.common.logs import get_logger
+
+log = get_logger(__name__)
+
+NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
+EVENT_COMPONENT = "multus"  # upstream's EventSource component
+CONFLICT_RETRIES = 8
+REQUEST_TIMEOUT = (5.0, 10.0)  # (connect, read) for single-object calls
+
+R = TypeVar("R")
+
+
+def pod_calls(node: str) -> ResourceCalls:
+    def call(api: Any, **query: Any) -> Any:
+        return k8s.CoreV1Api(api).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}", **query)
+
+    return ResourceCalls(POD, call, pod_from_dict)
+
+
+def nad_calls() -> ResourceCalls:
+    def call(api: Any, **query: Any) -> Any:
+        return k8s.CustomObjectsApi(api).list_cluster_custom_object(NAD_GROUP, NAD_VERSION, NAD_PLURAL, **query)
+
+    return ResourceCalls(NAD, call, nad_from_dict)
+
+
+def api_error(error: Exception, what: str) -> SourceUnavailable:
+    """The one translation of client failures into cache errors (never leaks credentials)."""
+    if isinstance(error, ApiException):
+        reason = _api_message(error)
+        if error.status == 403:
+            return SourceForbidden(f"{what}: forbidden by RBAC: {reason}")
+        if error.status == 401:
+            return SourceForbidden(f"{what}: unauthorized (expired or rejected credentials): {reason}")
+        if error.status == 0:
+            return SourceUnavailable(f"{what}: {error.reason}")
+        return SourceUnavailable(f"{what}: API server answered {error.status}: {reason}")
+    return SourceUnavailable(f"{what}: API server unreachable: {type(error).__name__}")
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
+def send_json(api: Any, method: str, path: str, body: dict[str, Any]) -> None:
+    """PUT/POST a raw JSON object. The typed methods would validate the body into
+    model objects (dropping what the model does not know); raw keeps it exact."""
+    request = api.param_serialize(
+        method=method,
+        resource_path=path,
+        header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+    payload = response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=payload.decode(errors="replace"), data=None)
+
+
+def _read_json(response: Any) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = json.loads(response.data)
+        return body
+    finally:
+        response.release_conn()
+
+
+class KubeSource:
+    def __init__(self, config: DaemonConfig, node: str, timing: InformerTiming | None = None) -> None:
+        self.node = node
+        self.credentials = api_credentials(config)
+        where = f": {self.credentials.kubeconfig}" if self.credentials.kubeconfig else ""
+        self.description = f"kubernetes ({self.credentials.kind}{where})"
+        self.holder = ApiClientHolder(self.credentials)
+        self.pods: ObjectStore[CachedPod] = ObjectStore(POD)
+        self.nads: ObjectStore[CachedNad] = ObjectStore(NAD)
+        self.informers: list[Informer[Any]] = [
+            Informer(pod_calls(node), self.pods, lambda: self.holder.client, timing),
+            Informer(nad_calls(), self.nads, lambda: self.holder.client, timing),
+        ]
+        for informer in self.informers:
+            self.holder.on_reload(informer.interrupt)
+        # API calls off the event loop; a bounded pool so an API outage cannot pile up threads.
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-api")
+        self._credential_watch: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        log.info("starting informers", node=self.node, credentials=self.credentials.kind)
+        for informer in self.informers:
+            informer.start()
+        self._credential_watch = asyncio.create_task(self.holder.watch_credentials())
+
+    async def wait_synced(self) -> None:
+        while not (self.pods.synced and self.nads.synced):
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._credential_watch is not None:
+            self._credential_watch.cancel()
+        await asyncio.gather(*(asyncio.to_thread(i.stop) for i in self.informers))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _api(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
+
+    # --- live GETs ---
+    def _get_raw(self, what: str, get: Any) -> dict[str, Any] | None:
+        try:
+            return _read_json(get(_preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise api_error(exc, what) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise api_error(exc, what) from exc
+
+    async def live_pod(self, namespace: str, name: str) -> CachedPod | None:
+        core = k8s.CoreV1Api(self.holder.client)
+        raw = await self._api(
+            self._get_raw, f"get pod {namespace}/{name}", partial(core.read_namespaced_pod, name, namespace)
+        )
+        return pod_from_dict(raw) if raw is not None else None
+
+    async def live_nad(self, namespace: str, name: str) -> CachedNad | None:
+        custom = k8s.CustomObjectsApi(self.holder.client)
+        get = partial(custom.get_namespaced_custom_object, NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name)
+        raw = await self._api(self._get_raw, f"get NetworkAttachmentDefinition {namespace}/{name}", get)
+        return nad_from_dict(raw) if raw is not None else None
+
+    # --- network-status ---
+    async def write_network_status(self, write: StatusWrite) -> None:
+        await self._api(self._write_network_status, write)
+
+    def _write_network_status(self, write: StatusWrite) -> None:
+        """Read the pod, set the annotation, replace pods/status with the
+        resourceVersion read; a 409 means someone wrote in between: read again."""
+        core = k8s.CoreV1Api(self.holder.client)
+        what = f"update pods/status {write.namespace}/{write.name}"
+        for _ in range(CONFLICT_RETRIES):
+            raw = self._get_raw(
+                f"get pods/status {write.namespace}/{write.name}",
+                partial(core.read_namespaced_pod_status, write.name, write.namespace),
+            )
+            if raw is None:
+                raise PodGone(f"pod {write.namespace}/{write.name} not found")
+            if uid_mismatch(pod_from_dict(raw), write.uid):
+                raise PodGone(f"pod {write.namespace}/{write.name} was recreated (UID differs from {write.uid})")
+            if not set_network_status(raw, write.network_status_json):
+                return
+            try:
+                path = f"/api/v1/namespaces/{write.namespace}/pods/{write.name}/status"
+                send_json(self.holder.client, "PUT", path, raw)
+                return
+            except ApiException as exc:
+                if exc.status == 409:
+                    metrics.STATUS_CONFLICTS.inc()
+                    log.debug("pods/status conflict; re-reading", pod=f"{write.namespace}/{write.name}")
+                    continue
+                if exc.status == 404:
+                    raise PodGone(f"pod {write.namespace}/{write.name} not found") from exc
+                raise api_error(exc, what) from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise api_error(exc, what) from exc
+        raise SourceUnavailable(f"{what}: still conflicting after {CONFLICT_RETRIES} attempts")
+
+    # --- events ---
+    async def emit_event(self, event: PodEvent) -> None:
+        uid = event.uid or getattr(self.pods.get((event.namespace, event.name)), "uid", "")
+        await self._api(self._create_event, event, uid)
+
+    def _create_event(self, event: PodEvent, uid: str) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            # client-go's recorder names events <object>.<unix nanoseconds in hex>.
+            "metadata": {"name": f"{event.name}.{time.time_ns():x}", "namespace": event.namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "namespace": event.namespace,
+                "name": event.name,
+                **({"uid": uid} if uid else {}),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message,
+            "source": {"component": EVENT_COMPONENT, "host": self.node},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        what = f"create event for pod {event.namespace}/{event.name}"
+        try:
+            send_json(self.holder.client, "POST", f"/api/v1/namespaces/{event.namespace}/events", body)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise api_error(exc, what) from exc
