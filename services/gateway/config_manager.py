@@ -51,6 +51,7 @@ AUTO = "auto"
 MANUAL = "manual"
 GENERATED_MODE = 0o600  # upstream writes 00-multus.conf owner-only
 INSTALLED_MODE = 0o644  # upstream's manual copy is created with default permissions
+WATCH_TICK_MS = 500  # how often the watch loop wakes without events (resync check)
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,13 @@ def cleanup(config: DaemonConfig) -> list[str]:
     return [path]
 
 
+def _nearest_existing_dir(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 StateListener = Callable[[ConfigState], None]
 
 
@@ -309,8 +317,9 @@ class ConfigManager:
             dirs.append(os.path.dirname(os.path.abspath(cfg.multus_config_file)))
         if cfg.readiness_indicator_file:
             dirs.append(os.path.dirname(os.path.abspath(cfg.readiness_indicator_file)))
-        unique = dict.fromkeys(os.path.normpath(d) for d in dirs)
-        return tuple(d for d in unique if os.path.isdir(d))
+        # A directory that does not exist yet is watched through its nearest
+        # existing parent, so its creation is noticed at once, not at the next resync.
+        return tuple(dict.fromkeys(_nearest_existing_dir(d) for d in dirs))
 
     async def _sleep_or_stop(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -318,26 +327,32 @@ class ConfigManager:
 
     async def _run(self) -> None:
         log.info("config manager started", mode=mode_of(self.config), path=self.state.path)
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             await self.reconcile()
             paths = self._watch_paths()
-            if not paths:
-                await self._sleep_or_stop(min(self.resync_seconds, 1.0))
-                continue
+            # The watch is set up when the iteration starts, a moment after the
+            # pass above: a change in between is caught by the pass after the
+            # first (short) timeout, so nothing falls into the gap.
+            first = True
+            last_pass = loop.time()
             try:
-                async for _changes in awatch(
+                async for changes in awatch(
                     *paths,
                     stop_event=self._stop,
                     debounce=self.debounce_ms,
                     step=20,
-                    rust_timeout=int(self.resync_seconds * 1000),
+                    rust_timeout=WATCH_TICK_MS,
                     yield_on_timeout=True,
                     recursive=False,
                 ):
-                    await self.reconcile()
-                    if self._watch_paths() != paths:
-                        break  # a watched directory appeared or vanished: watch the new set
-            except Exception as exc:  # the watcher died (directory removed, inotify limits): poll, then retry
+                    if changes or first or loop.time() - last_pass >= self.resync_seconds:
+                        first = False
+                        await self.reconcile()
+                        last_pass = loop.time()
+                        if self._watch_paths() != paths:
+                            break  # a watched directory appeared or vanished: watch the new set
+            except Exception as exc:  # the watcher died (directory removed, inotify limits): retry
                 log.warning("config watch failed; retrying", paths=list(paths), error=str(exc))
                 await self._sleep_or_stop(1.0)
         log.info("config manager stopped; CNI config left in place", path=self.state.path)

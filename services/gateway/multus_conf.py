@@ -174,8 +174,10 @@ def select_primary(
             continue
         if master_file_name and file.name != master_file_name:
             continue
+        if file.name == MULTUS_CONF_NAME:
+            continue  # our own output: not worth a warning on every pass
         if file.name.startswith(OUR_PREFIX):
-            skipped.append(SkippedFile(file.name, "it is Multus's own output"))
+            skipped.append(SkippedFile(file.name, f"upstream Multus ignores every {OUR_PREFIX}* file"))
             continue
         if file.content is None:
             skipped.append(SkippedFile(file.name, f"unreadable: {file.read_error or 'unknown error'}"))
