@@ -76,6 +76,8 @@ class DaemonConfig:
     executor_netns_prefixes: tuple[str, ...] = ("/proc/", "/var/run/netns/", "/run/netns/")
     executor_allow_operator_exec: bool = False
     executor_sockets: tuple[str, ...] = ()
+    # Bytes a delegate may write to stdout before it is killed (results are kilobytes).
+    executor_max_output_bytes: int = 4 * 1024 * 1024
     pod_wait_ms: int = 3000
     status_write_wait_ms: int = 2000
     delegate_service_account: str = "multus-delegate"

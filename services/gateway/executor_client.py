@@ -1,41 +1,158 @@
 """The gateway's client for the executor service(s).
 
-Minimal first version: one long-lived channel per executor socket. The executor
-work (issue 5) deepens it: spreading calls over several executors, retrying
-DEL/CHECK/STATUS/GC that were in flight when their executor died.
+One long-lived channel per executor socket (`executorSockets`, default the
+single `<runDir>/grpc/executor.sock`). Calls go round-robin to an executor
+that is ready; when none is, a call waits (within its deadline) for the first
+that becomes ready, so a restarting executor is ridden out. A call in flight
+when its executor dies is retried on another (or the restarted) executor if
+it is safe to repeat (DEL, CHECK, STATUS, GC, VERSION, netlink calls); an ADD
+in flight fails with CNI code 11 and the gateway rolls the attachment back.
+Every call carries the `x-multus-caller: gateway` marker the executor's
+operator guard looks for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
 
 from services.api import executor_pb2, executor_pb2_grpc
-from services.common.grpc_client import call, unix_channel
+from services.common import cni
+from services.common.config import DaemonConfig
+from services.common.grpc_client import cni_error_from_rpc, unix_channel
+from services.common.logs import context_metadata, get_logger
+from services.executor.guard import CALLER_METADATA_KEY, GATEWAY_CALLER
+
+log = get_logger(__name__)
+
+Response = TypeVar("Response")
+
+# Verbs a plugin must tolerate being called twice (the spec says so for DEL;
+# CHECK/STATUS/GC/VERSION change nothing or converge).
+REPEATABLE_COMMANDS = frozenset({"DEL", "CHECK", "STATUS", "GC", "VERSION"})
+# Statuses that mean "the executor went away under this call", not "the request is bad".
+_EXECUTOR_LOST = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+_READY = grpc.ChannelConnectivity.READY
+_SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN
+
+
+def executor_sockets(config: DaemonConfig) -> tuple[str, ...]:
+    """The executor sockets a gateway of this config talks to."""
+    return config.executor_sockets or (config.grpc_socket("executor"),)
 
 
 class ExecutorClient:
     def __init__(self, sockets: Sequence[str]) -> None:
         if not sockets:
             raise ValueError("at least one executor socket is required")
-        self._channels = [unix_channel(s) for s in sockets]
+        self.sockets = tuple(sockets)
+        self._channels = [unix_channel(s) for s in self.sockets]
         self._stubs = [executor_pb2_grpc.ExecutorStub(ch) for ch in self._channels]
         self._next = 0
+        for channel in self._channels:
+            channel.get_state(try_to_connect=True)  # connect now, not on the first pod's ADD
 
-    def _stub(self) -> executor_pb2_grpc.ExecutorStub:
-        stub = self._stubs[self._next % len(self._stubs)]
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (*context_metadata(), (CALLER_METADATA_KEY, GATEWAY_CALLER))
+
+    def _rotation(self, avoid: int | None) -> list[int]:
+        count = len(self._channels)
+        start = self._next % count
         self._next += 1
-        return stub
+        order = [(start + i) % count for i in range(count)]
+        if avoid is not None and count > 1:
+            order.remove(avoid)
+            order.append(avoid)  # the one that just failed, last
+        return order
 
-    async def exec_plugin(self, request: executor_pb2.ExecPluginRequest, *, timeout: float) -> executor_pb2.ExecPluginResponse:
-        """Run one delegate; raises CniError (code 11 when no executor answers in time)."""
-        return await call("executor", self._stub().ExecPlugin, request, timeout)
+    async def _ready_executor(self, deadline: float, avoid: int | None) -> int:
+        """Index of a READY executor (round-robin), waiting for one within the deadline."""
+        while True:
+            order = self._rotation(avoid)
+            states = [self._channels[i].get_state(try_to_connect=True) for i in order]
+            for index, state in zip(order, states, strict=True):
+                if state == _READY:
+                    return index
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise cni.CniError(
+                    cni.TRY_AGAIN_LATER,
+                    "executor unavailable",
+                    f"no executor ready on {list(self.sockets)} within the deadline",
+                )
+            changes = [
+                asyncio.ensure_future(self._channels[i].wait_for_state_change(state))
+                for i, state in zip(order, states, strict=True)
+                if state != _SHUTDOWN
+            ]
+            if not changes:
+                raise cni.CniError(cni.TRY_AGAIN_LATER, "executor client closed")
+            try:
+                await asyncio.wait(changes, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for change in changes:
+                    change.cancel()
+
+    async def _call(
+        self,
+        method: Callable[[executor_pb2_grpc.ExecutorStub], Callable[..., Awaitable[Response]]],
+        request: Any,
+        timeout: float,
+        *,
+        repeatable: bool,
+        what: str,
+    ) -> Response:
+        deadline = time.monotonic() + timeout
+        avoid: int | None = None
+        while True:
+            index = await self._ready_executor(deadline, avoid)
+            remaining = deadline - time.monotonic()
+            try:
+                return await method(self._stubs[index])(
+                    request, timeout=max(remaining, 0.001), wait_for_ready=True, metadata=self._metadata()
+                )
+            except grpc.aio.AioRpcError as err:
+                lost = err.code() in _EXECUTOR_LOST
+                if lost and repeatable and deadline - time.monotonic() > 0:
+                    log.warning("executor lost during call, retrying", call=what, socket=self.sockets[index])
+                    avoid = index
+                    continue
+                if lost:
+                    raise cni.CniError(
+                        cni.TRY_AGAIN_LATER,
+                        f"executor lost during {what}",
+                        f"{self.sockets[index]}: {err.code().name}: {err.details() or ''}",
+                    ) from err
+                raise cni_error_from_rpc("executor", err) from err
+
+    async def exec_plugin(
+        self, request: executor_pb2.ExecPluginRequest, *, timeout: float
+    ) -> executor_pb2.ExecPluginResponse:
+        """Run one delegate; raises CniError (code 11 when no executor answers in
+        time or one died during an ADD). A plugin's own failure is in `.error`."""
+        return await self._call(
+            lambda stub: stub.ExecPlugin,
+            request,
+            timeout,
+            repeatable=request.command in REPEATABLE_COMMANDS,
+            what=f"{request.plugin} {request.command}",
+        )
 
     async def list_interfaces(self, netns: str, *, timeout: float) -> executor_pb2.ListInterfacesResponse:
-        return await call("executor", self._stub().ListInterfaces, executor_pb2.ListInterfacesRequest(netns=netns), timeout)
+        req = executor_pb2.ListInterfacesRequest(netns=netns)
+        return await self._call(lambda stub: stub.ListInterfaces, req, timeout, repeatable=True, what="ListInterfaces")
 
-    async def delete_interface(self, netns: str, ifname: str, *, timeout: float) -> executor_pb2.DeleteInterfaceResponse:
+    async def delete_interface(
+        self, netns: str, ifname: str, *, timeout: float
+    ) -> executor_pb2.DeleteInterfaceResponse:
         req = executor_pb2.DeleteInterfaceRequest(netns=netns, ifname=ifname)
-        return await call("executor", self._stub().DeleteInterface, req, timeout)
+        return await self._call(
+            lambda stub: stub.DeleteInterface, req, timeout, repeatable=True, what="DeleteInterface"
+        )
 
     async def close(self) -> None:
         for channel in self._channels:

@@ -1,0 +1,50 @@
+"""The operator guard: who may run delegates through the executor.
+
+The gateway's client marks its calls with gRPC metadata
+`x-multus-caller: gateway`. Anything else (a person with grpcurl, a script) is
+an operator call: ExecPlugin (other than VERSION, which has no side effects)
+and DeleteInterface are refused with PERMISSION_DENIED unless
+`executorAllowOperatorExec` is true; ListInterfaces is read-only and always
+allowed. The socket is root-only (0600), so this is a policy against
+accidents, not a boundary against root: whoever can connect can also send
+the marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from services.executor.rejection import Reason, Rejected
+
+CALLER_METADATA_KEY = "x-multus-caller"
+GATEWAY_CALLER = "gateway"
+# Commands an operator may run while operator exec is off: no side effects.
+HARMLESS_COMMANDS = frozenset({"VERSION"})
+
+
+def caller_from_metadata(metadata: Iterable[Any] | None) -> str:
+    for item in metadata or ():
+        if item[0] == CALLER_METADATA_KEY:
+            return str(item[1])
+    return ""
+
+
+def check_exec_allowed(caller: str, command: str, allow_operator_exec: bool) -> None:
+    if caller == GATEWAY_CALLER or allow_operator_exec or command in HARMLESS_COMMANDS:
+        return
+    raise Rejected(
+        Reason.DENIED,
+        f"running delegates ({command}) through the executor is reserved for the gateway; "
+        "set executorAllowOperatorExec to allow operators",
+    )
+
+
+def check_delete_allowed(caller: str, allow_operator_exec: bool) -> None:
+    if caller == GATEWAY_CALLER or allow_operator_exec:
+        return
+    raise Rejected(
+        Reason.DENIED,
+        "deleting interfaces through the executor is reserved for the gateway; "
+        "set executorAllowOperatorExec to allow operators",
+    )

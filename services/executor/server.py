@@ -1,0 +1,61 @@
+"""Wiring: the delegate runner, the Executor servicer, health and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import grpc
+
+from services.api import executor_pb2, executor_pb2_grpc
+from services.common.config import DaemonConfig
+from services.common.grpc_server import start_service
+from services.common.logs import get_logger
+from services.executor.runner import DelegateRunner, RunnerSettings
+from services.executor.servicer import ExecutorServicer
+
+log = get_logger(__name__)
+
+SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
+
+
+async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
+    settings = RunnerSettings.from_config(config)
+    runner = DelegateRunner(settings)
+    servicer = ExecutorServicer(runner, config.executor_allow_operator_exec)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        executor_pb2_grpc.add_ExecutorServicer_to_server(servicer, server)
+        return [SERVICE_NAME]
+
+    ports = config.ports("executor")
+    socket_path = getattr(args, "socket", None) or config.grpc_socket("executor")
+    health_port = getattr(args, "health_port", None)
+    metrics_port = getattr(args, "metrics_port", None)
+    svc = await start_service(
+        "executor",
+        socket_path,
+        register,
+        socket_group=config.grpc_socket_group,
+        health_port=ports.health_port if health_port is None else health_port,
+        metrics_port=ports.metrics_port if metrics_port is None else metrics_port,
+    )
+    missing = [d for d in settings.bin_dirs if not os.path.isdir(d)]
+    if missing:
+        log.warning("CNI bin dirs missing", bin_dirs=missing)
+    problems = settings.problems()
+    if problems:
+        log.error("executor cannot run delegates", problems=problems)
+    else:
+        await svc.set_serving(True)
+    log.info(
+        "executor ready",
+        bin_dirs=list(settings.bin_dirs),
+        chroot_dir=settings.chroot_dir,
+        max_concurrency=settings.max_concurrency,
+        operator_exec=config.executor_allow_operator_exec,
+    )
+    try:
+        await svc.wait_for_stop()
+    finally:
+        await svc.stop()

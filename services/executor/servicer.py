@@ -1,0 +1,117 @@
+"""multus.executor.v1.Executor: protobuf <-> runner/netlink translation only."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+
+from services.api import cni_pb2, executor_pb2, executor_pb2_grpc
+from services.common.logs import get_logger, redact
+from services.executor import netlink
+from services.executor.guard import caller_from_metadata, check_delete_allowed, check_exec_allowed
+from services.executor.rejection import Reason, Rejected
+from services.executor.runner import DelegateRunner, ExecRequest
+from services.executor.validation import validate_ifname, validate_netns
+
+log = get_logger(__name__)
+
+_STATUS = {
+    Reason.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+# Answer a little before the caller's deadline, so it learns the plugin was
+# killed instead of just timing out itself.
+_DEADLINE_MARGIN = 0.02
+
+
+def time_left(context: Any) -> float | None:
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return max(float(remaining) - _DEADLINE_MARGIN, 0.001)
+
+
+async def _abort(context: Any, exc: Rejected) -> NoReturn:
+    await context.abort(_STATUS[exc.reason], exc.message)
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc]
+    def __init__(self, runner: DelegateRunner, allow_operator_exec: bool) -> None:
+        self.runner = runner
+        self.allow_operator_exec = allow_operator_exec
+
+    async def ExecPlugin(
+        self, request: executor_pb2.ExecPluginRequest, context: Any
+    ) -> executor_pb2.ExecPluginResponse:
+        caller = caller_from_metadata(context.invocation_metadata())
+        try:
+            check_exec_allowed(caller, request.command, self.allow_operator_exec)
+            outcome = await self.runner.run(
+                ExecRequest(
+                    plugin=request.plugin,
+                    command=request.command,
+                    container_id=request.container_id,
+                    netns=request.netns,
+                    ifname=request.ifname,
+                    args=request.args,
+                    config=request.config,
+                    extra_env=dict(request.extra_env),
+                ),
+                time_left(context),
+            )
+        except Rejected as exc:
+            log.info("exec refused", plugin=request.plugin, cni_command=request.command, reason=exc.message)
+            await _abort(context, exc)
+        response = executor_pb2.ExecPluginResponse(
+            exit_code=outcome.exit_code, stdout=outcome.stdout, duration_seconds=outcome.duration
+        )
+        if outcome.error is not None:
+            response.error.CopyFrom(
+                cni_pb2.CniError(code=outcome.error.code, msg=outcome.error.msg, details=outcome.error.details)
+            )
+        return response
+
+    async def ListInterfaces(
+        self, request: executor_pb2.ListInterfacesRequest, context: Any
+    ) -> executor_pb2.ListInterfacesResponse:
+        try:
+            netns = validate_netns(request.netns, "", self.runner.settings.netns_prefixes)
+            view = await netlink.list_interfaces(netns)
+        except Rejected as exc:
+            await _abort(context, exc)
+        except OSError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, redact(f"netlink: {exc}"))
+        return executor_pb2.ListInterfacesResponse(
+            interfaces=[
+                executor_pb2.NetInterface(
+                    name=i.name, index=i.index, mac=i.mac, mtu=i.mtu, up=i.up, kind=i.kind, addresses=list(i.addresses)
+                )
+                for i in view.interfaces
+            ],
+            routes=[
+                executor_pb2.Route(destination=r.destination, gateway=r.gateway, ifname=r.ifname) for r in view.routes
+            ],
+        )
+
+    async def DeleteInterface(
+        self, request: executor_pb2.DeleteInterfaceRequest, context: Any
+    ) -> executor_pb2.DeleteInterfaceResponse:
+        caller = caller_from_metadata(context.invocation_metadata())
+        try:
+            check_delete_allowed(caller, self.allow_operator_exec)
+            netns = validate_netns(request.netns, "", self.runner.settings.netns_prefixes)
+            ifname = validate_ifname(request.ifname)
+            if ifname == "lo":
+                raise Rejected(Reason.INVALID, "the loopback interface is never deleted")
+            deleted = await netlink.delete_interface(netns, ifname)
+        except Rejected as exc:
+            await _abort(context, exc)
+        except OSError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, redact(f"netlink: {exc}"))
+        log.info("interface deleted" if deleted else "interface already absent", netns=netns, ifname=ifname)
+        return executor_pb2.DeleteInterfaceResponse(deleted=deleted)

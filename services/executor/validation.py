@@ -1,0 +1,133 @@
+"""Checks on everything a caller sends the executor: plugin names, CNI commands,
+netns paths, environment entries. Pure functions over strings, plus the two
+filesystem looks they need (finding a plugin, proving a path is a netns)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping
+
+from services.common.cni import CNI_COMMANDS
+from services.executor.rejection import Reason, Rejected
+
+# A CNI plugin "type" is a file name: no separators, no NUL, no leading dot
+# (which also excludes "." and ".."), bounded length.
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}")
+# Commands that act on a container's network namespace and need it to exist.
+NETNS_REQUIRED = frozenset({"ADD", "CHECK"})
+# Extra environment a caller may hand a delegate; everything else is built here.
+ALLOWED_EXTRA_ENV = frozenset({"KUBECONFIG"})
+# ioctl(NS_GET_NSTYPE) on a namespace file answers its CLONE_* type (Linux >= 4.11).
+_NS_GET_NSTYPE = 0xB703
+_CLONE_NEWNET = 0x40000000
+
+
+def validate_plugin_name(name: str) -> str:
+    if not name:
+        raise Rejected(Reason.INVALID, "plugin name is empty")
+    if "\0" in name or "/" in name or not _PLUGIN_NAME.fullmatch(name):
+        raise Rejected(Reason.INVALID, f"invalid plugin name {name!r}: a plain type name is required, never a path")
+    return name
+
+
+def validate_command(command: str) -> str:
+    if command not in CNI_COMMANDS:
+        raise Rejected(Reason.INVALID, f"unknown CNI command {command!r}")
+    return command
+
+
+def validate_env_value(key: str, value: str) -> None:
+    if "\0" in value:
+        raise Rejected(Reason.INVALID, f"{key} contains a NUL byte")
+
+
+def validate_extra_env(extra: Mapping[str, str]) -> dict[str, str]:
+    for key, value in extra.items():
+        if key not in ALLOWED_EXTRA_ENV:
+            raise Rejected(Reason.INVALID, f"environment variable {key!r} may not be set by the caller")
+        validate_env_value(key, value)
+    return dict(extra)
+
+
+def netns_path_allowed(path: str, prefixes: Iterable[str]) -> bool:
+    """Shape check: absolute, normalised (no `..`, `//`, `.`), under an allowed prefix."""
+    if not path.startswith("/") or "\0" in path or os.path.normpath(path) != path:
+        return False
+    for prefix in prefixes:
+        base = prefix if prefix.endswith("/") else prefix + "/"
+        if path.startswith(base) and len(path) > len(base):
+            return True
+    return False
+
+
+def validate_netns(path: str, command: str, prefixes: Iterable[str]) -> str:
+    """The netns path a delegate (running `command`) may be handed.
+
+    ADD/CHECK (and netlink inspection: command "") need an existing network namespace other than the executor's own
+    (the host's). DEL may name one that is already gone (the runtime deletes
+    namespaces before DEL; plugins treat that as success), or none at all; the
+    path's shape is still checked so nothing outside the prefixes is passed on.
+    """
+    prefixes = tuple(prefixes)
+    must_exist = command in NETNS_REQUIRED or not command
+    if not path:
+        if must_exist:
+            raise Rejected(Reason.INVALID, f"{command or 'this call'} needs a netns path")
+        return path
+    if not netns_path_allowed(path, prefixes):
+        raise Rejected(Reason.INVALID, f"netns path {path!r} is not under an allowed prefix {list(prefixes)}")
+    try:
+        identity = network_namespace_identity(path)
+    except FileNotFoundError:
+        if must_exist:
+            raise Rejected(Reason.INVALID, f"netns {path} does not exist") from None
+        return path
+    except OSError as exc:
+        raise Rejected(Reason.INVALID, f"netns {path} is not a network namespace: {exc.strerror}") from None
+    if identity == network_namespace_identity("/proc/self/ns/net"):
+        raise Rejected(Reason.INVALID, f"netns {path} is the host network namespace")
+    return path
+
+
+def network_namespace_identity(path: str) -> tuple[int, int]:
+    """(st_dev, st_ino) of a network namespace file; OSError when it is not one."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a namespace file")
+        try:
+            kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+        except OSError:
+            raise OSError(errno.EINVAL, "not a namespace file") from None
+        if kind != _CLONE_NEWNET:
+            raise OSError(errno.EINVAL, "a namespace, but not a network namespace")
+        return st.st_dev, st.st_ino
+    finally:
+        os.close(fd)
+
+
+def find_plugin(name: str, bin_dirs: Iterable[str]) -> str:
+    """The first executable `<binDir>/<name>` on the executor's own filesystem."""
+    validate_plugin_name(name)
+    searched = []
+    for directory in bin_dirs:
+        candidate = os.path.join(directory, name)
+        searched.append(directory)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise Rejected(Reason.NOT_FOUND, f"failed to find plugin {name!r} in path {searched}")
+
+
+_IFNAME = re.compile(r"[^\s/:\0]{1,15}")
+
+
+def validate_ifname(name: str) -> str:
+    """A Linux interface name: 1-15 bytes, no whitespace, '/', ':' or NUL."""
+    if not _IFNAME.fullmatch(name) or name in (".", ".."):
+        raise Rejected(Reason.INVALID, f"invalid interface name {name!r}")
+    return name
