@@ -178,7 +178,16 @@ def test_denied_csr_is_reported_and_retried(instance: Instance, node_env: dict[s
         assert not status(instance).healthy
         # The service asks again (backoff) and the second request is approved.
         second = wait_for(lambda: [c for c in node_csrs(api, node) if c.metadata.name != first.metadata.name], 30)
-        set_csr_condition(api, second[0].metadata.name, "Approved", "TestApproved")
+        with grpc.insecure_channel(f"unix://{instance.grpc_socket('certs')}") as channel:
+            stream = certs_pb2_grpc.CertsStub(channel).WatchCredentials(certs_pb2.WatchCredentialsRequest(), timeout=30)
+            assert credential(next(stream), "node-client-certificate").state == "MISSING"
+            set_csr_condition(api, second[0].metadata.name, "Approved", "TestApproved")
+            # Consumers are told: the stream delivers the issued certificate without polling.
+            for update in stream:
+                if credential(update, "node-client-certificate").state == "VALID":
+                    assert update.api_kubeconfig.endswith("multus-client.kubeconfig")
+                    break
+            stream.cancel()
         wait_serving(instance.grpc_socket("certs"), timeout=30)
         cred = credential(status(instance), "node-client-certificate")
         assert cred.state == "VALID" and cred.last_error == ""
