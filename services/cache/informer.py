@@ -113,7 +113,8 @@ class Informer(Generic[T]):
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.interrupt()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     def interrupt(self) -> None:
         """Abort the request in flight (credential reload, stop); the loop picks up from its resourceVersion."""

@@ -16,7 +16,7 @@ from tests.support.netns import unique_name
 def admin_api(kube_api: Path) -> Iterator[k8s.ApiClient]:
     api = admin_client(kube_api)
     yield api
-    api.close()
+    api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture

@@ -27,7 +27,9 @@ T = TypeVar("T")
 
 def admin_client(kubeconfig: Path) -> k8s.ApiClient:
     cfg = k8s.Configuration()
-    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg, persist_config=False)
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=cfg, persist_config=False
+    )
     return k8s.ApiClient(cfg)
 
 
@@ -47,8 +49,9 @@ class Cluster:
 
     def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
         self.api = api
-        self.core = k8s.CoreV1Api(api)
-        self.custom = k8s.CustomObjectsApi(api)
+        # Typed loosely: these tests send and read raw JSON, not model objects.
+        self.core: Any = k8s.CoreV1Api(api)
+        self.custom: Any = k8s.CustomObjectsApi(api)
         self.namespace = namespace
 
     def create_pod(
@@ -95,7 +98,7 @@ class Cluster:
 
 @contextmanager
 def test_namespace(api: k8s.ApiClient, prefix: str = "cache") -> Iterator[Cluster]:
-    core = k8s.CoreV1Api(api)
+    core: Any = k8s.CoreV1Api(api)
     name = unique_name(prefix).lower().replace("_", "-")
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     try:
@@ -105,7 +108,7 @@ def test_namespace(api: k8s.ApiClient, prefix: str = "cache") -> Iterator[Cluste
 
 
 def delete_namespace(api: k8s.ApiClient, name: str) -> None:
-    core = k8s.CoreV1Api(api)
+    core: Any = k8s.CoreV1Api(api)
     try:
         # Pods bound to a node would wait forever for a kubelet: force them first.
         core.delete_collection_namespaced_pod(name, grace_period_seconds=0)

@@ -1,0 +1,235 @@
+"""network-status write-back and pod events against the real kube-apiserver:
+pods/status with a real 409 conflict, an RBAC 403 from a real ClusterRole
+missing a verb, and an API server that goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from services.api import cache_pb2
+from services.cache import metrics
+from services.cache.kube_source import KubeSource
+from services.cache.objects import NETWORK_STATUS_ANNOTATION
+from services.cache.source import StatusWrite
+from services.common.config import config_from_dict
+from tests.cache.kube_support import (
+    Cluster,
+    cache_stub,
+    eventually,
+    get_pod,
+    kube_instance,
+    running_cache,
+    stats,
+    write_kubeconfig,
+)
+from tests.cache.tcp_proxy import tcp_proxy
+from tests.support.services import Instance
+
+pytestmark = pytest.mark.kube
+
+STATUS = json.dumps([{"name": "cluster-net", "interface": "eth0", "ips": ["10.0.0.5"], "default": True}])
+
+
+def annotation(cluster: Cluster, pod: str) -> str | None:
+    return (cluster.read_pod(pod)["metadata"].get("annotations") or {}).get(NETWORK_STATUS_ANNOTATION)
+
+
+def update(stub: Any, ns: str, name: str, uid: str, status: str = STATUS, wait_ms: int = 0) -> Any:
+    req = cache_pb2.UpdateNetworkStatusRequest(
+        namespace=ns, name=name, uid=uid, network_status_json=status, wait_ms=wait_ms
+    )
+    return stub.UpdateNetworkStatus(req, timeout=15)
+
+
+def test_status_write_back_and_pod_events(instance: Instance, kube_api: Path, cluster: Cluster, node: str) -> None:
+    ns = cluster.namespace
+    uid = cluster.create_pod("web", node)["metadata"]["uid"]
+    kube_instance(instance, kube_api)
+    with running_cache(instance, node), cache_stub(instance) as stub:
+        resp = update(stub, ns, "web", uid)
+        assert resp.delivered, resp.message
+        assert annotation(cluster, "web") == STATUS
+        eventually(lambda: get_pod(stub, ns, "web").annotations.get(NETWORK_STATUS_ANNOTATION) == STATUS)
+
+        # An empty status removes the annotation (DEL).
+        assert update(stub, ns, "web", uid, status="").delivered
+        assert annotation(cluster, "web") is None
+
+        # A write for another incarnation of the pod is dropped, not applied.
+        stale = update(stub, ns, "web", "00000000-0000-0000-0000-000000000000")
+        assert not stale.delivered and "gone" in stale.message
+        assert annotation(cluster, "web") is None
+
+        stub.EmitPodEvent(
+            cache_pb2.EmitPodEventRequest(
+                namespace=ns,
+                name="web",
+                type="Normal",
+                reason="AddedInterface",
+                message="Add net1 [10.1.1.2/24] from x",
+            ),
+            timeout=10,
+        )
+    events = cluster.core.list_namespaced_event(ns, _preload_content=False)
+    items = json.loads(events.data)["items"]
+    assert [(e["reason"], e["message"], e["source"]["component"]) for e in items] == [
+        ("AddedInterface", "Add net1 [10.1.1.2/24] from x", "multus")
+    ]
+    assert items[0]["involvedObject"]["uid"] == uid and items[0]["involvedObject"]["kind"] == "Pod"
+
+
+async def test_status_write_retries_a_real_409_conflict(kube_api: Path, cluster: Cluster, node: str) -> None:
+    ns = cluster.namespace
+    uid = cluster.create_pod("contended", node)["metadata"]["uid"]
+    source = KubeSource(config_from_dict({"kubeconfig": str(kube_api)}), node)
+    real_get = source._get_raw
+    writers = iter(range(2))  # another writer changes the pod between our read and our write, twice
+
+    def get_then_race(what: str, get: Any) -> Any:
+        pod = real_get(what, get)
+        if next(writers, None) is not None:
+            cluster.core.patch_namespaced_pod(
+                "contended", ns, {"metadata": {"labels": {f"raced-{time.monotonic_ns()}": "x"}}}
+            )
+        return pod
+
+    source._get_raw = get_then_race  # type: ignore[method-assign]
+    conflicts = metrics.STATUS_CONFLICTS._value.get()
+    await source.write_network_status(StatusWrite(ns, "contended", uid, STATUS))
+    assert metrics.STATUS_CONFLICTS._value.get() - conflicts == 2
+    pod = cluster.read_pod("contended")
+    assert pod["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION] == STATUS
+    assert len([k for k in pod["metadata"]["labels"] if k.startswith("raced-")]) == 2  # nothing overwritten
+    await source.stop()
+
+
+@pytest.fixture
+def limited_identity(admin_api: k8s.ApiClient, cluster: Cluster, tmp_path: Path, kube_api: Path) -> Iterator[Any]:
+    """A ServiceAccount bound to a ClusterRole that can read pods and NADs and create
+    events, but lacks `update pods/status`; yields (kubeconfig, grant) where grant() adds it."""
+    rbac: Any = k8s.RbacAuthorizationV1Api(admin_api)
+    name = f"{cluster.namespace}-limited"
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]},
+        {
+            "apiGroups": ["k8s.cni.cncf.io"],
+            "resources": ["network-attachment-definitions"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    ]
+    cluster.core.create_namespaced_service_account(cluster.namespace, {"metadata": {"name": "cache"}})
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
+    try:
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": "cache", "namespace": cluster.namespace}],
+            }
+        )
+        token = cluster.core.create_namespaced_service_account_token(
+            "cache", cluster.namespace, {"spec": {"expirationSeconds": 3600}}, _preload_content=False
+        )
+        kubeconfig = write_kubeconfig(
+            tmp_path / "limited.kubeconfig", kube_api, token=json.loads(token.data)["status"]["token"]
+        )
+
+        def grant() -> None:
+            fixed = [*rules, {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update", "patch"]}]
+            rbac.patch_cluster_role(name, {"rules": fixed})
+
+        yield kubeconfig, grant
+    finally:
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(name)
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+def test_rbac_403_keeps_the_write_queued_until_the_role_is_fixed(
+    instance: Instance, cluster: Cluster, node: str, limited_identity: Any
+) -> None:
+    kubeconfig, grant = limited_identity
+    ns = cluster.namespace
+    uid = cluster.create_pod("web", node)["metadata"]["uid"]
+    kube_instance(instance, kubeconfig)
+    with running_cache(instance, node) as proc, cache_stub(instance) as stub:
+        started = time.monotonic()
+        resp = update(stub, ns, "web", uid, wait_ms=1000)
+        assert not resp.delivered and "queued" in resp.message
+        assert time.monotonic() - started < 5  # bounded: ADD is not held up by RBAC
+        eventually(lambda: "forbidden by RBAC" in proc.log(), what="RBAC error in the log")
+        assert "pods/status" in proc.log()
+        assert annotation(cluster, "web") is None
+
+        grant()
+        eventually(lambda: annotation(cluster, "web") == STATUS, timeout=40, what="background delivery")
+
+        def late_event() -> bool:
+            items = json.loads(cluster.core.list_namespaced_event(ns, _preload_content=False).data)["items"]
+            return any(e["reason"] == "NetworkStatusUpdated" for e in items)
+
+        eventually(late_event, what="event about the late delivery")
+
+
+def test_api_server_unreachable_and_back(
+    instance: Instance, kube_api: Path, cluster: Cluster, node: str, tmp_path: Path
+) -> None:
+    ns = cluster.namespace
+    uid = cluster.create_pod("web", node)["metadata"]["uid"]
+    with tcp_proxy() as proxy:
+        kubeconfig = write_kubeconfig(tmp_path / "proxied.kubeconfig", kube_api, server=proxy.url)
+        kube_instance(instance, kubeconfig)
+        with running_cache(instance, node), cache_stub(instance) as stub:
+            restarts = stats(stub)["Pod"].watch_restarts
+            proxy.cut()
+            # The cache keeps answering from memory while the API server is gone.
+            assert get_pod(stub, ns, "web").uid == uid
+            started = time.monotonic()
+            resp = update(stub, ns, "web", uid, wait_ms=1000)
+            assert not resp.delivered
+            assert time.monotonic() - started < 5
+            cluster.create_pod("born-in-outage", node)
+            eventually(lambda: stats(stub)["Pod"].watch_restarts > restarts, what="watch failure noticed")
+            assert stats(stub)["Pod"].synced
+
+            proxy.restore()
+            # The watch resumes (backoff is capped), the queued write goes out.
+            eventually(lambda: stats(stub)["Pod"].count == 2, timeout=45, what="watch resumed")
+            eventually(lambda: annotation(cluster, "web") == STATUS, timeout=45, what="queued write delivered")
+            assert get_pod(stub, ns, "born-in-outage").node_name == node
+
+
+def test_kubeconfig_reload_switches_servers_without_dropping_the_cache(
+    instance: Instance, kube_api: Path, cluster: Cluster, node: str, tmp_path: Path
+) -> None:
+    ns = cluster.namespace
+    cluster.create_pod("web", node)
+    with tcp_proxy() as first, tcp_proxy() as second:
+        kubeconfig = write_kubeconfig(tmp_path / "node.kubeconfig", kube_api, server=first.url)
+        kube_instance(instance, kubeconfig)
+        with running_cache(instance, node) as proc, cache_stub(instance) as stub:
+            synced_at = stats(stub)["Pod"].last_sync_unix
+            write_kubeconfig(kubeconfig, kube_api, server=second.url)
+            eventually(lambda: "API credentials reloaded" in proc.log(), what="reload")
+            first.cut()  # the old server is gone for good; everything must go through the new one
+            cluster.create_pod("after-reload", node)
+            eventually(lambda: stats(stub)["Pod"].count == 2, what="watch through the new kubeconfig")
+            # Resumed from the resourceVersion it held: no relist, the cache was never dropped.
+            assert stats(stub)["Pod"].last_sync_unix == synced_at
+            assert get_pod(stub, ns, "web").name == "web"
+
+
+_ = asyncio  # pytest-asyncio runs the async test above
