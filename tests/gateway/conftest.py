@@ -256,7 +256,7 @@ def cluster_conflist(node: GatewayNode) -> dict[str, Any]:
 def gateway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNode]:
     root = tmp_path_factory.mktemp("gw")
     bin_dir = make_bin_dir(root / "bin")
-    bridge = unique_name("gb")
+    bridge = unique_name("gb")[:12]
     with veth_pair("gv") as (master, _peer):
         inst = make_instance(
             root, binDir=str(bin_dir), clusterNetwork="10-gw.conflist", podWaitMs=1500, executorAllowOperatorExec=True

@@ -21,7 +21,13 @@ PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}}
 def _config(tmp_path: Path, **raw: Any) -> DaemonConfig:
     netd = tmp_path / "net.d"
     netd.mkdir(exist_ok=True)
-    return config_from_dict({"cniVersion": "1.0.0", "cniConfigDir": str(netd), "runDir": str(tmp_path / "run"), **raw})
+    base = {
+        "cniVersion": "1.0.0",
+        "cniConfigDir": str(netd),
+        "runDir": str(tmp_path / "run"),
+        "socketDir": str(tmp_path / "sock"),
+    }
+    return config_from_dict({**base, **raw})
 
 
 def _write(path: Path, obj: Any) -> None:
@@ -77,6 +83,7 @@ async def test_auto_mode_follows_the_primary(
         "name": "multus-cni-network",
         "clusterNetwork": str(netd / "10-bridge.conflist"),
         "type": "multus-shim",
+        "daemonSocketDir": str(tmp_path / "sock"),  # where this gateway listens: the shim must find it
     }
     assert (netd / "00-multus.conf").stat().st_mode & 0o777 == 0o600
 

@@ -14,8 +14,10 @@ from services.gateway.multus_conf import (
     PrimaryNetwork,
     capabilities_of,
     is_generated_multus_conf,
+    multus_conf,
     render_multus_conf,
     select_primary,
+    shim_socket_dir,
 )
 
 FLANNEL = {
@@ -237,6 +239,29 @@ def test_render_matches_upstream_bytes(
     rendered = render_multus_conf(daemon, primary)
     assert rendered == expected.encode()
     assert is_generated_multus_conf(rendered)
+
+
+SOCKET_DIR_CASES = [
+    ("upstream quickstart: /host/run/multus/ is the host's default", {}, "/host/run/multus/", None),
+    ("default socket dir needs no key", {}, "/run/multus", None),
+    ("local run: the gateway's socket dir", {}, "/tmp/x/sock", "/tmp/x/sock"),
+    ("other /host mount", {}, "/host/var/run/multus/", "/var/run/multus/"),
+    ("explicit daemonSocketDir is copied verbatim", {"daemonSocketDir": "/run/multus/"}, "/x", "/run/multus/"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "daemon", "socket_dir", "expected"), SOCKET_DIR_CASES, ids=[c[0] for c in SOCKET_DIR_CASES]
+)
+def test_shim_socket_dir(case: str, daemon: dict[str, Any], socket_dir: str, expected: str | None) -> None:
+    assert shim_socket_dir(daemon, socket_dir) == expected
+    conf = multus_conf(daemon, FLANNEL_PRIMARY, socket_dir)
+    assert conf.get("daemonSocketDir") == expected
+
+
+def test_upstream_quickstart_with_its_socket_dir_is_byte_identical() -> None:
+    cfg = config_from_dict(UPSTREAM_THICK_DAEMON_CONFIG)
+    assert render_multus_conf(cfg.raw, FLANNEL_PRIMARY, cfg.socket_dir) == RENDER_CASES[0][3].encode()
 
 
 def test_generated_detection() -> None:
