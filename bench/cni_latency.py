@@ -63,8 +63,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="multus-bench-") as tmp:
         root = Path(tmp)
-        inst = make_instance(root, multusConfigFile="auto", logLevel="info")
-        bridge_name = unique_name("bb")
+        inst = make_instance(root, multusConfigFile="auto", logLevel="info", daemonSocketDir=str(root / "sock"))
+        bridge_name = unique_name("bb")[:14]
         with veth_pair("bv") as (master, _), netns("bench") as ns:
             write_cluster(inst, master, bridge_name)
             subprocess.run(

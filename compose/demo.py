@@ -72,6 +72,7 @@ def prepare(root: Path) -> Path:
         "multusAutoconfigDir": str(root / "net.d"),
         "multusConfigFile": "auto",
         "socketDir": str(root / "sock"),
+        "daemonSocketDir": str(root / "sock"),
         "runDir": str(root / "run"),
         "cniDir": str(root / "cnidir"),
         "confDir": str(root / "multus-net.d"),
@@ -156,7 +157,8 @@ def demo(root: Path, keep: bool) -> int:
         step(f"preparing a file-backed cluster, a primary network and a daemon config under {root}")
         config_path = prepare(root)
         run("ip", "link", "add", VETH[0], "type", "veth", "peer", "name", VETH[1])
-        run("ip", "link", "set", VETH[0], "up")
+        for end in VETH:
+            run("ip", "link", "set", end, "up")
         print(f"host veth pair {VETH[0]}/{VETH[1]} is the macvlan parent")
 
         step("installing the shim into the CNI bin dir, as the DaemonSet's init container does")

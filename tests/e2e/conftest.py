@@ -123,8 +123,10 @@ def write_cluster(inst: Instance, master: str, bridge: str) -> None:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    inst = make_instance(tmp_path, multusConfigFile="auto")
-    bridge = unique_name("eb")
+    # daemonSocketDir: what the generated 00-multus.conf tells the host shim (as upstream,
+    # only when set; in a DaemonSet socketDir is the container's view of the same dir).
+    inst = make_instance(tmp_path, multusConfigFile="auto", daemonSocketDir=str(tmp_path / "sock"))
+    bridge = unique_name("eb")[:14]
     with veth_pair("ev") as (master, _peer):
         write_cluster(inst, master, bridge)
         bin_dir = tmp_path / "bin"
