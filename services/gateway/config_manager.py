@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from watchfiles import awatch
@@ -118,7 +119,7 @@ def plan_auto(config: DaemonConfig, seen: Observation) -> Plan:
         where = f"{config.multus_master_cni} in " if config.multus_master_cni else ""
         reason = f"no valid primary CNI config ({where}{config.autoconfig_dir}); {MULTUS_CONF_NAME} left as is"
         return Plan(ConfigState(False, reason, AUTO, path), skipped=selection.skipped)
-    content = render_multus_conf(config.raw, selection.primary)
+    content = render_multus_conf(config.raw, selection.primary, config.socket_dir)
     state = ConfigState(
         True, f"{MULTUS_CONF_NAME} delegates to {selection.primary.path}", AUTO, path, selection.primary.path
     )
@@ -214,7 +215,8 @@ def _nearest_existing_dir(path: str) -> str:
     return path
 
 
-StateListener = Callable[[ConfigState], None]
+# Called on every state change; may be a coroutine function (awaited in order).
+StateListener = Callable[[ConfigState], Awaitable[None] | None]
 
 
 class ConfigManager:
@@ -302,7 +304,9 @@ class ConfigManager:
         )
         for listener in list(self.listeners):
             try:
-                listener(state)
+                outcome = listener(state)
+                if inspect.isawaitable(outcome):
+                    await outcome
             except Exception:
                 log.exception("config manager listener failed")
         async with self._changed:

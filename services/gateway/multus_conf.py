@@ -26,6 +26,8 @@ OUR_TYPES = frozenset({"multus", "multus-shim"})
 CONFIG_EXTENSIONS = (".conf", ".conflist")
 # Upstream skips every file starting with this, not only its own output.
 OUR_PREFIX = "00-multus"
+SHIM_DEFAULT_SOCKET_DIR = "/run/multus/"  # where upstream's (and our) shim looks without daemonSocketDir
+HOST_MOUNT_PREFIX = "/host"  # upstream's manifests mount host paths under /host
 
 # Daemon-config keys copied into 00-multus.conf, in upstream MultusConf field
 # order, with their JSON kind. Upstream also declares cniConfigDir,
@@ -250,8 +252,28 @@ def _field_value(kind: str, value: Any) -> Any:
     return None
 
 
-def multus_conf(daemon_config: Mapping[str, Any], primary: PrimaryNetwork) -> dict[str, Any]:
-    """The 00-multus.conf object for this daemon config (the raw JSON object) and primary network."""
+def shim_socket_dir(daemon_config: Mapping[str, Any], socket_dir: str) -> str | None:
+    """The daemonSocketDir the host's shim needs to reach the gateway listening in `socket_dir`.
+
+    An explicit daemonSocketDir is the operator's word (upstream copies only
+    that key). Otherwise the gateway's socketDir as the host sees it: upstream's
+    manifests mount host paths under /host (socketDir /host/run/multus/ is the
+    host's /run/multus/), and the shim's default needs no key, which keeps the
+    output byte-identical to upstream's for its own configs. Local runs with a
+    socketDir elsewhere get it written, so the shim finds the gateway.
+    """
+    explicit = _go_lookup(daemon_config).get("daemonSocketDir")
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    host_view = socket_dir[len(HOST_MOUNT_PREFIX) :] if socket_dir.startswith(HOST_MOUNT_PREFIX + "/") else socket_dir
+    if not host_view or os.path.normpath(host_view) == os.path.normpath(SHIM_DEFAULT_SOCKET_DIR):
+        return None
+    return host_view
+
+
+def multus_conf(daemon_config: Mapping[str, Any], primary: PrimaryNetwork, socket_dir: str = "") -> dict[str, Any]:
+    """The 00-multus.conf object for this daemon config (the raw JSON object) and primary network;
+    `socket_dir` is where the gateway listens (DaemonConfig.socket_dir)."""
     given = _go_lookup(daemon_config)
     caps = given.get("capabilities")
     capabilities = {k: True for k, v in caps.items() if v is True} if isinstance(caps, dict) else {}
@@ -269,6 +291,7 @@ def multus_conf(daemon_config: Mapping[str, Any], primary: PrimaryNetwork) -> di
         "name": name,
         "clusterNetwork": primary.path,
         "type": SHIM_TYPE,
+        "daemonSocketDir": shim_socket_dir(daemon_config, socket_dir),
     }
     out: dict[str, Any] = {}
     for key, kind in _FIELDS:
@@ -286,8 +309,8 @@ def go_json(obj: Any) -> bytes:
     return text.replace("\u2029", "\\u2029").encode()
 
 
-def render_multus_conf(daemon_config: Mapping[str, Any], primary: PrimaryNetwork) -> bytes:
-    return go_json(multus_conf(daemon_config, primary))
+def render_multus_conf(daemon_config: Mapping[str, Any], primary: PrimaryNetwork, socket_dir: str = "") -> bytes:
+    return go_json(multus_conf(daemon_config, primary, socket_dir))
 
 
 def is_generated_multus_conf(content: bytes) -> bool:

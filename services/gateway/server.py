@@ -18,6 +18,7 @@ from services.common.logs import get_logger
 from services.common.metrics import start_metrics_server
 from services.gateway.cache_client import CacheClient
 from services.gateway.cni_service import CniService
+from services.gateway.config_manager import ConfigManager
 from services.gateway.device_info import DevicePluginCheckpoint
 from services.gateway.dispatch import Dispatcher
 from services.gateway.executor_client import ExecutorClient
@@ -61,17 +62,29 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     if config.metrics_port:  # upstream's key: its request counter, served only when set
         start_metrics_server(config.metrics_port)
     http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
+    # Ready = spool replayed and the node's Multus CNI config in place (config manager).
+    config_manager = ConfigManager(config)
+    spool_replayed = False
+
+    async def publish_readiness(_state: object = None) -> None:
+        readiness.ready = spool_replayed and config_manager.ready
+        if not readiness.draining:
+            await grpc_service.set_serving(readiness.ready)
+
+    config_manager.add_listener(publish_readiness)
+    config_manager.start()
     try:
         report = await replay_spool(spool_dir(config.socket_dir), dispatcher.cni)
         if report.replayed or report.failed:
             log.info("DEL spool replayed", replayed=len(report.replayed), failed=len(report.failed))
-        readiness.ready = True
-        await grpc_service.set_serving(True)
+        spool_replayed = True
+        await publish_readiness()
         log.info("gateway ready", socket=config.daemon_socket_path)
         await grpc_service.wait_for_stop()
     finally:
         # Drain: stop answering ready, stop accepting, let in-flight requests finish.
         readiness.draining = True
+        await config_manager.stop()  # leaves 00-multus.conf in place: the node stays Ready across restarts
         await grpc_service.set_serving(False)
         for site in list(http.sites):
             await site.stop()
