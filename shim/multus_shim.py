@@ -687,10 +687,11 @@ def run(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
     """One CNI call: (exit status, bytes for stdout). Never raises."""
     version = LATEST_VERSION
     try:
+        # Error objects carry the config's cniVersion, even for env problems.
+        version = config_version(stdin)
         command = cni_command(environ)
         if command == "VERSION":
             return 0, encode_json(version_info(stdin))
-        version = config_version(stdin)
         invocation = parse_invocation(command, environ, stdin)
         version = invocation.cni_version
         result = call_gateway(invocation, read_timeouts(environ))
