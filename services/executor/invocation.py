@@ -50,12 +50,20 @@ def cni_environment(inv: Invocation, bin_dirs: Sequence[str], delegate_kubeconfi
     return env
 
 
-def plugin_argv(plugin_path: str, chroot_dir: str = "", chroot_program: str = "") -> list[str]:
-    """As upstream's ChrootExec: the path found on our filesystem is executed
-    unchanged inside `chroot_dir` (the host root mounted into the pod)."""
-    if chroot_dir:
-        return [chroot_program, chroot_dir, plugin_path]
-    return [plugin_path]
+def plugin_argv(
+    plugin_path: str, chroot_dir: str = "", chroot_program: str = "", setpriv_program: str = ""
+) -> list[str]:
+    """As upstream's ChrootExec, the path found on our filesystem is executed
+    unchanged inside `chroot_dir` (the host root mounted into the pod).
+
+    With `setpriv` (util-linux) the plugin gets a parent-death signal: if the
+    executor dies mid-call, the plugin is killed instead of finishing an ADD
+    that the gateway has already rolled back (preexec_fn could do this
+    in-process, but is unsafe with gRPC's threads)."""
+    argv = [chroot_program, chroot_dir, plugin_path] if chroot_dir else [plugin_path]
+    if setpriv_program:
+        argv = [setpriv_program, "--pdeathsig", "KILL", "--", *argv]
+    return argv
 
 
 def plugin_error(exit_code: int, stdout: bytes, stderr: bytes) -> cni.CniError | None:

@@ -1,6 +1,11 @@
 """Running one plugin process: its own session (so its whole process group can
 be killed), stdin fed, stdout capped, stderr tail kept, and nothing left behind
-on success, failure, timeout or cancellation."""
+on success, failure, timeout or cancellation.
+
+A SubprocessProtocol of our own rather than asyncio's streams: on Python 3.11
+`Process.wait()` also waits for the pipes to close, so a grandchild holding
+stdout would stall a finished call; the protocol learns of the exit at once.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-_CHUNK = 64 * 1024
 # After SIGKILL a process is gone within milliseconds; this only bounds a stuck reap.
 _REAP_TIMEOUT = 5.0
 
@@ -37,38 +40,43 @@ def kill_process_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
-    if stdin is None:
-        return
-    # A plugin may exit without reading its config (VERSION, an early error).
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        stdin.write(data)
-        await stdin.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        stdin.close()
+class _PluginProtocol(asyncio.SubprocessProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop, stdout_cap: int, stderr_cap: int) -> None:
+        self.stdout_cap = stdout_cap
+        self.stderr_cap = stderr_cap
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.overflowed: asyncio.Future[None] = loop.create_future()
+        self.output_closed: asyncio.Future[None] = loop.create_future()
+        self._open_outputs = {1, 2}
+        self.pgid = 0
 
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            if len(self.stdout) + len(data) > self.stdout_cap:
+                if not self.overflowed.done():
+                    kill_process_group(self.pgid)
+                    self.overflowed.set_result(None)
+                return
+            self.stdout += data
+        elif fd == 2:
+            self.stderr += data
+            if len(self.stderr) > self.stderr_cap:
+                del self.stderr[: len(self.stderr) - self.stderr_cap]
 
-async def _read_capped(stream: asyncio.StreamReader | None, cap: int, pgid: int) -> bytes:
-    if stream is None:
-        return b""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(_CHUNK):
-        size += len(chunk)
-        if size > cap:
-            kill_process_group(pgid)
-            raise OutputTooLarge(f"plugin wrote more than {cap} bytes to stdout")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open_outputs.discard(fd)
+        if not self._open_outputs and not self.output_closed.done():
+            self.output_closed.set_result(None)
 
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
 
-async def _read_tail(stream: asyncio.StreamReader | None, cap: int) -> bytes:
-    if stream is None:
-        return b""
-    tail = b""
-    while chunk := await stream.read(_CHUNK):
-        tail = (tail + chunk)[-cap:]
-    return tail
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.output_closed.done():
+            self.output_closed.set_result(None)
 
 
 async def run_plugin_process(
@@ -86,8 +94,10 @@ async def run_plugin_process(
     Raises TimeoutError (process group killed), OutputTooLarge (killed), OSError
     (could not start) and lets CancelledError through after killing the group.
     """
+    loop = asyncio.get_running_loop()
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _PluginProtocol(loop, stdout_cap, stderr_cap),
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -97,31 +107,34 @@ async def run_plugin_process(
         start_new_session=True,  # pgid == pid: one killpg reaches every descendant
         close_fds=True,
     )
-    pgid = proc.pid
-    tasks: list[asyncio.Task[Any]] = []
+    pgid = protocol.pgid = transport.get_pid()
     try:
-        async with asyncio.timeout(timeout):
-            feeder = asyncio.create_task(_feed(proc.stdin, stdin))
-            out = asyncio.create_task(_read_capped(proc.stdout, stdout_cap, pgid))
-            err = asyncio.create_task(_read_tail(proc.stderr, stderr_cap))
-            exited = asyncio.create_task(proc.wait())
-            tasks = [feeder, out, err, exited]
-            # Returns early only when stdout overflows (the reader raises).
-            await asyncio.wait({out, exited}, return_when=asyncio.FIRST_EXCEPTION)
-            if out.done() and (overflow := out.exception()) is not None:
-                raise overflow
-            exit_code = await exited
-            # Children the plugin left running would hold the pipes open (and
-            # outlive the call): end the group before draining the output.
+        try:
+            async with asyncio.timeout(timeout):
+                stdin_pipe = transport.get_pipe_transport(0)
+                if stdin_pipe is not None:
+                    # A plugin may exit without reading its config: the pipe just closes.
+                    stdin_pipe.write(stdin)  # type: ignore[attr-defined]
+                    stdin_pipe.close()
+                await asyncio.wait({protocol.exited, protocol.overflowed}, return_when=asyncio.FIRST_COMPLETED)
+                # Children the plugin left running would hold the pipes open (and
+                # outlive the call): end the group, then drain the output.
+                kill_process_group(pgid)
+                await asyncio.wait({protocol.output_closed, protocol.overflowed}, return_when=asyncio.FIRST_COMPLETED)
+                if protocol.overflowed.done():
+                    raise OutputTooLarge(f"plugin wrote more than {stdout_cap} bytes to stdout")
+                await protocol.exited
+        except BaseException:
             kill_process_group(pgid)
-            stdout = await out
-            stderr = await err
-            await feeder
-    except BaseException:
-        kill_process_group(pgid)
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), _REAP_TIMEOUT)
-        raise
-    return Completed(exit_code, stdout, stderr, time.monotonic() - started)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(protocol.exited), _REAP_TIMEOUT)
+            raise
+        exit_code = transport.get_returncode()
+    finally:
+        transport.close()
+    return Completed(
+        -1 if exit_code is None else exit_code,
+        bytes(protocol.stdout),
+        bytes(protocol.stderr),
+        time.monotonic() - started,
+    )

@@ -62,6 +62,7 @@ class RunnerSettings:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     chroot_dir: str = ""
     chroot_program: str = ""
+    setpriv_program: str = ""
     delegate_kubeconfig: str = ""
 
     @classmethod
@@ -77,6 +78,7 @@ class RunnerSettings:
             max_output_bytes=config.executor_max_output_bytes,
             chroot_dir=config.chroot_dir,
             chroot_program=chroot_program,
+            setpriv_program=shutil.which("setpriv", path=MINIMAL_PATH) or "",
             delegate_kubeconfig=config.delegate_kubeconfig_path,
         )
 
@@ -153,7 +155,9 @@ class DelegateRunner:
 
     async def _run_slot(self, inv: Invocation, timeout: float) -> ExecOutcome:
         env = cni_environment(inv, self.settings.bin_dirs, self._kubeconfig())
-        argv = plugin_argv(inv.plugin_path, self.settings.chroot_dir, self.settings.chroot_program)
+        argv = plugin_argv(
+            inv.plugin_path, self.settings.chroot_dir, self.settings.chroot_program, self.settings.setpriv_program
+        )
         started = time.monotonic()
         result = "cancelled"
         metrics.DELEGATES_IN_FLIGHT.inc()

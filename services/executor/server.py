@@ -43,6 +43,8 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     missing = [d for d in settings.bin_dirs if not os.path.isdir(d)]
     if missing:
         log.warning("CNI bin dirs missing", bin_dirs=missing)
+    if not settings.setpriv_program:
+        log.warning("setpriv not found: plugins outlive an executor that dies mid-call")
     problems = settings.problems()
     if problems:
         log.error("executor cannot run delegates", problems=problems)

@@ -64,14 +64,25 @@ def make_executor_instance(tmp_path: Path, **overrides: Any) -> tuple[Instance, 
     return inst, bin_dir, record_dir
 
 
-@pytest.fixture
-def executor(tmp_path: Path) -> Iterator[Executor]:
-    inst, bin_dir, record_dir = make_executor_instance(tmp_path)
+@pytest.fixture(scope="module")
+def executor_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instance, ServiceProcess, Path]]:
+    """One executor per test module (starting one takes most of a second)."""
+    root = tmp_path_factory.mktemp("executor")
+    inst, bin_dir, _ = make_executor_instance(root)
     proc = launch_executor(inst)
     try:
-        yield Executor(inst, proc, inst.grpc_socket("executor"), bin_dir, record_dir)
+        yield inst, proc, bin_dir
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def executor(executor_process: tuple[Instance, ServiceProcess, Path], tmp_path: Path) -> Executor:
+    """The module's executor, with a record dir of this test's own."""
+    inst, proc, bin_dir = executor_process
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    return Executor(inst, proc, inst.grpc_socket("executor"), bin_dir, record_dir)
 
 
 def process_group_members(pgid: int) -> list[int]:

@@ -9,7 +9,10 @@ Keys read from its network config (stdin):
   exitOn         {"ADD": 3}: exit with this status after printing nothing
   sleep          {"ADD": 2.5}: sleep seconds before answering
   hugeOutput     print this many bytes of garbage to stdout instead of a result
-  spawnChild     {"ADD": 30}: start a grandchild that sleeps this long (to test process-group kills)
+  spawnChild     {"ADD": 30}: start a grandchild that sleeps this long (to test process-group kills);
+                 with recordDir, its pid is appended to <recordDir>/children.jsonl
+  recordFullEnv  true: record the whole environment, not only CNI_* and KUBECONFIG
+  stderr         write this text to stderr before answering
   ip             address (CIDR) for the fabricated ADD result (default 10.99.0.2/24)
   supportedVersions  list answered to VERSION (default 0.3.0 .. 1.1.0)
 Without failures it answers ADD with a result (passing prevResult through when
@@ -37,12 +40,20 @@ def main() -> int:
     record_dir = conf.get("recordDir")
     if record_dir:
         env = {k: v for k, v in os.environ.items() if k.startswith("CNI_") or k == "KUBECONFIG"}
+        if conf.get("recordFullEnv"):
+            env = dict(os.environ)
         line = json.dumps({"command": command, "env": env, "stdin": conf, "pid": os.getpid(), "time": time.time()})
         with open(os.path.join(record_dir, "calls.jsonl"), "a") as out:
             out.write(line + "\n")
     spawn = conf.get("spawnChild", {}).get(command)
     if spawn:
-        subprocess.Popen(["sleep", str(spawn)])
+        child = subprocess.Popen(["sleep", str(spawn)])
+        if record_dir:
+            with open(os.path.join(record_dir, "children.jsonl"), "a") as out:
+                out.write(json.dumps({"command": command, "pid": child.pid, "parent": os.getpid()}) + "\n")
+    if conf.get("stderr"):
+        sys.stderr.write(str(conf["stderr"]))
+        sys.stderr.flush()
     delay = conf.get("sleep", {}).get(command)
     if delay:
         time.sleep(float(delay))
