@@ -23,11 +23,10 @@ POD_UID = "7b0a0c1e-2f4b-4c55-9a1d-0e6f3b2a1c99"
 
 @dataclass
 class Node:
-    """One node's worth of product: a running supervisor and the installed shim."""
+    """One node's worth of product: its daemon config, cluster files and installed shim."""
 
     instance: Instance
     shim: Path
-    supervisor: subprocess.Popen[bytes]
     macvlan_master: str
 
     @property
@@ -57,6 +56,7 @@ class Node:
         conf: bytes | None = None,
         namespace: str = "default",
         uid: str = POD_UID,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         env = {
             "CNI_COMMAND": command,
@@ -67,6 +67,7 @@ class Node:
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod};"
             f"K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={uid}",
         }
+        env.update(extra_env or {})
         stdin = conf if conf is not None else self.conf_path.read_bytes()
         return subprocess.run([str(self.shim)], input=stdin, env=env, capture_output=True, timeout=120)
 
@@ -145,7 +146,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
             conf = Path(inst.config["cniConfigDir"]) / "00-multus.conf"
             while not conf.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            yield Node(inst, bin_dir / "multus-shim", proc, master)
+            yield Node(inst, bin_dir / "multus-shim", master)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
