@@ -71,6 +71,9 @@ def build_api_client(creds: ApiCredentials) -> k8s.ApiClient:
         k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     # Two watches, live GETs and status writes share the pool.
     cfg.connection_pool_maxsize = 16
+    # No silent urllib3 retries: they would multiply every timeout (a 3 s live GET
+    # becoming 12 s); the informers and the status writer retry with backoff themselves.
+    cfg.retries = False
     return k8s.ApiClient(cfg)
 
 

@@ -45,7 +45,10 @@ log = get_logger(__name__)
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
 EVENT_COMPONENT = "multus"  # upstream's EventSource component
 CONFLICT_RETRIES = 8
-REQUEST_TIMEOUT = (5.0, 10.0)  # (connect, read) for single-object calls
+REQUEST_TIMEOUT = (5.0, 10.0)  # (connect, read) for single-object writes
+# A live GET runs while an ADD waits: a server that cannot return one object in
+# 3 s is in trouble, and the runtime's retry (code 11) beats waiting longer.
+LIVE_GET_TIMEOUT = (2.0, 3.0)
 
 R = TypeVar("R")
 
@@ -149,9 +152,9 @@ class KubeSource:
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
 
     # --- live GETs ---
-    def _get_raw(self, what: str, get: Any) -> dict[str, Any] | None:
+    def _get_raw(self, what: str, get: Any, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> dict[str, Any] | None:
         try:
-            return _read_json(get(_preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            return _read_json(get(_preload_content=False, _request_timeout=timeout))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -161,15 +164,16 @@ class KubeSource:
 
     async def live_pod(self, namespace: str, name: str) -> CachedPod | None:
         core = k8s.CoreV1Api(self.holder.client)
-        raw = await self._api(
-            self._get_raw, f"get pod {namespace}/{name}", partial(core.read_namespaced_pod, name, namespace)
-        )
+        get = partial(core.read_namespaced_pod, name, namespace)
+        raw = await self._api(self._get_raw, f"get pod {namespace}/{name}", get, LIVE_GET_TIMEOUT)
         return pod_from_dict(raw) if raw is not None else None
 
     async def live_nad(self, namespace: str, name: str) -> CachedNad | None:
         custom = k8s.CustomObjectsApi(self.holder.client)
         get = partial(custom.get_namespaced_custom_object, NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name)
-        raw = await self._api(self._get_raw, f"get NetworkAttachmentDefinition {namespace}/{name}", get)
+        raw = await self._api(
+            self._get_raw, f"get NetworkAttachmentDefinition {namespace}/{name}", get, LIVE_GET_TIMEOUT
+        )
         return nad_from_dict(raw) if raw is not None else None
 
     # --- network-status ---
