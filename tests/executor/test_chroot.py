@@ -1,0 +1,150 @@
+"""chrootDir: the plugin is found in the bin dirs on the executor's own
+filesystem and the same path is executed inside a real prepared root, with the
+netns path passed unchanged (as upstream's ChrootExec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.api import executor_pb2, executor_pb2_grpc
+from tests.executor.conftest import GATEWAY, launch_executor, make_executor_instance
+from tests.support.netns import host_link_exists, ip, netns, unique_name
+
+REFERENCE = Path("/usr/lib/cni")
+PLUGINS = ("bridge", "host-local")
+
+
+def shared_libraries(binary: Path) -> list[Path]:
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if path.startswith("/"):
+            libs.append(Path(path))
+    return libs
+
+
+def prepare_root(root: Path, bin_dir: Path) -> None:
+    """A minimal host root: the reference plugins at the bin dir's own path, and their libraries."""
+    inner_bin = root / str(bin_dir).lstrip("/")
+    inner_bin.mkdir(parents=True)
+    for name in PLUGINS:
+        shutil.copy2(REFERENCE / name, inner_bin / name)
+        for lib in shared_libraries(REFERENCE / name):
+            target = root / str(lib).lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                shutil.copy2(lib.resolve(), target)
+
+
+@contextmanager
+def bind_mount(source: str, target: Path) -> Iterator[None]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch()
+    subprocess.run(["mount", "--bind", source, str(target)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+@contextmanager
+def proc_mounted(root: Path) -> Iterator[None]:
+    """A host root has /proc: the plugins open /proc/<pid>/task/<tid>/ns/net."""
+    target = root / "proc"
+    target.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(target)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.mark.skipif(not (REFERENCE / "bridge").exists(), reason="reference plugins not installed")
+def test_bridge_runs_inside_the_chroot_with_the_same_paths(tmp_path: Path) -> None:
+    root = tmp_path / "hostroot"
+    inst, bin_dir, _ = make_executor_instance(tmp_path, chrootDir=str(tmp_path / "hostroot"))
+    prepare_root(root, bin_dir)
+    proc = launch_executor(inst)
+    bridge = unique_name("exc")
+    # host-local's dataDir as the plugin sees it: inside the chroot it lands under root.
+    data_dir = "/var/lib/cni/chroot-test"
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "chrooted",
+        "type": "bridge",
+        "bridge": bridge,
+        "ipam": {"type": "host-local", "subnet": "10.251.9.0/24", "dataDir": data_dir},
+    }
+    try:
+        with netns("exr") as ns, proc_mounted(root), bind_mount(ns.path, root / ns.path.lstrip("/")):
+            req = executor_pb2.ExecPluginRequest(
+                plugin="bridge",
+                command="ADD",
+                container_id="chroot01",
+                netns=ns.path,  # unchanged: the same path exists inside the root
+                ifname="net1",
+                config=json.dumps(conf).encode(),
+            )
+            with grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}") as channel:
+                stub = executor_pb2_grpc.ExecutorStub(channel)
+                added = stub.ExecPlugin(req, timeout=20, metadata=GATEWAY)
+                assert not added.HasField("error"), (added.error, proc.log()[-2000:])
+                address = json.loads(added.stdout)["ips"][0]["address"]
+                assert ns.addresses("net1") == [address]
+                # host-local (found through CNI_PATH, inside the root too) wrote its lease in the root.
+                lease = root / data_dir.lstrip("/") / "chrooted" / address.split("/")[0]
+                assert lease.exists()
+                assert not Path(data_dir).exists()
+
+                req.command = "DEL"
+                deleted = stub.ExecPlugin(req, timeout=20, metadata=GATEWAY)
+                assert not deleted.HasField("error"), deleted.error
+                assert not lease.exists()
+                assert "net1" not in ns.links()
+    finally:
+        proc.stop()
+        if host_link_exists(bridge):
+            ip("link", "delete", bridge, check=False)
+
+
+def test_a_plugin_missing_inside_the_root_fails_with_chroots_error(tmp_path: Path) -> None:
+    """`recorder` is in the bin dir on the executor's filesystem but not in the root."""
+    root = tmp_path / "emptyroot"
+    root.mkdir()
+    inst, _, record_dir = make_executor_instance(tmp_path, chrootDir=str(root))
+    proc = launch_executor(inst)
+    try:
+        conf = json.dumps({"cniVersion": "1.0.0", "recordDir": str(record_dir)}).encode()
+        req = executor_pb2.ExecPluginRequest(plugin="recorder", command="DEL", config=conf)
+        with grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}") as channel:
+            resp = executor_pb2_grpc.ExecutorStub(channel).ExecPlugin(req, timeout=10, metadata=GATEWAY)
+        assert resp.exit_code == 127
+        assert resp.error.code == 5 and "chroot" in resp.error.msg
+        assert not (record_dir / "calls.jsonl").exists()
+    finally:
+        proc.stop()
+
+
+def test_chroot_dir_that_does_not_exist_keeps_the_executor_not_serving(tmp_path: Path) -> None:
+    from tests.support.services import start_service, wait_serving
+
+    inst, _, _ = make_executor_instance(tmp_path, chrootDir=str(tmp_path / "missing"))
+    proc = start_service(inst, "executor")
+    try:
+        with pytest.raises(TimeoutError):
+            wait_serving(inst.grpc_socket("executor"), timeout=2)
+        assert os.path.exists(inst.grpc_socket("executor"))
+        assert "chrootDir" in proc.log()
+    finally:
+        proc.stop()
