@@ -158,7 +158,9 @@ class NetworkInvoker:
             return False
         plugin = str(conf["type"])
         if plugin not in self._versions:
-            stdin = _encode({"cniVersion": version})
+            # The spec's VERSION stdin is {"cniVersion"}; the whole config is a superset
+            # plugins accept (skel reads only cniVersion) and lets test plugins vary.
+            stdin = _encode(conf)
             try:
                 out = await self._runner.run(plugin, "VERSION", Target("", "", "", ""), stdin)
                 answer = json.loads(out or b"{}")

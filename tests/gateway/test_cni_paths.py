@@ -143,7 +143,7 @@ def test_hot_plug_interface(gateway_node: GatewayNode, pod_netns: Netns) -> None
         "master": node.master,
         "ipam": {"type": "host-local", "subnet": "10.35.0.0/24", "dataDir": str(node.ipam_dir)},
     }
-    attrs = {"mac": "02:42:ac:11:00:77", "ips": [], "cni-args": None}
+    attrs: dict[str, object] = {"mac": "02:42:ac:11:00:77", "ips": [], "cni-args": None}
     status, body = node.delegate("ADD", pod_netns, cid, "hot", config=conf, ifname="hot1", interfaceAttributes=attrs)
     assert status == 200, body
     assert body["Result"]["ips"][0]["address"].startswith("10.35.0.")
