@@ -93,15 +93,15 @@ async def test_status_write_retries_a_real_409_conflict(kube_api: Path, cluster:
     real_get = source._get_raw
     writers = iter(range(2))  # another writer changes the pod between our read and our write, twice
 
-    def get_then_race(what: str, get: Any) -> Any:
-        pod = real_get(what, get)
+    def get_then_race(*args: Any) -> Any:
+        pod = real_get(*args)
         if next(writers, None) is not None:
             cluster.core.patch_namespaced_pod(
                 "contended", ns, {"metadata": {"labels": {f"raced-{time.monotonic_ns()}": "x"}}}
             )
         return pod
 
-    source._get_raw = get_then_race  # type: ignore[method-assign]
+    source._get_raw = get_then_race  # type: ignore[method-assign,assignment]
     conflicts = metrics.STATUS_CONFLICTS._value.get()
     await source.write_network_status(StatusWrite(ns, "contended", uid, STATUS))
     assert metrics.STATUS_CONFLICTS._value.get() - conflicts == 2
