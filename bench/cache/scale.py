@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import statistics
 import sys
 import tempfile
 import threading
@@ -151,7 +149,7 @@ def rss_mib(pid: int) -> float:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def node_pod_names(api: Any, node: str) -> list[tuple[str, str, str]]:

@@ -46,13 +46,9 @@ def test_cache_rides_out_a_real_api_server_restart(
             control_plane("start.sh")
         cluster.create_pod("after-restart", node)
         eventually(lambda: stats(stub)["Pod"].count == 2, timeout=60, what="watch resumed")
-        eventually(
-            lambda: (
-                json.loads(json.dumps(cluster.read_pod("web")["metadata"].get("annotations") or {})).get(
-                    "k8s.v1.cni.cncf.io/network-status"
-                )
-                == "[]"
-            ),
-            timeout=60,
-            what="queued write delivered",
-        )
+
+        def delivered() -> bool:
+            annotations = cluster.read_pod("web")["metadata"].get("annotations") or {}
+            return bool(annotations.get("k8s.v1.cni.cncf.io/network-status") == "[]")
+
+        eventually(delivered, timeout=60, what="queued write delivered")
