@@ -4,7 +4,6 @@ recorder test plugin next to the reference plugins, and gRPC helpers."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +38,10 @@ class Executor:
             fields["config"] = json.dumps(fields["config"]).encode()
         with grpc.insecure_channel(f"unix://{self.socket}") as channel:
             stub = executor_pb2_grpc.ExecutorStub(channel)
-            return stub.ExecPlugin(executor_pb2.ExecPluginRequest(**fields), timeout=timeout, metadata=metadata)
+            response: executor_pb2.ExecPluginResponse = stub.ExecPlugin(
+                executor_pb2.ExecPluginRequest(**fields), timeout=timeout, metadata=metadata
+            )
+            return response
 
     def recorder_conf(self, **keys: Any) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "rec", "type": "recorder", "recordDir": str(self.record_dir), **keys}
@@ -117,6 +119,3 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
-
-
-__all__ = ["GATEWAY", "Executor", "os"]

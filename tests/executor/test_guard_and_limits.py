@@ -7,7 +7,7 @@ import json
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -150,7 +150,7 @@ def test_metrics_label_timeouts_plugin_errors_and_rejections(limited: tuple[Serv
     with netns("exm") as ns, grpc.insecure_channel(f"unix://{sock}") as channel:
         stub = executor_pb2_grpc.ExecutorStub(channel)
 
-        def check(conf: dict[str, object], timeout: float, netns_path: str) -> grpc.StatusCode:
+        def check(conf: Mapping[str, object], timeout: float, netns_path: str) -> grpc.StatusCode:
             req = executor_pb2.ExecPluginRequest(
                 plugin="recorder", command="CHECK", netns=netns_path, ifname="net1", config=json.dumps(conf).encode()
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -165,7 +166,8 @@ def test_extra_env_is_limited_to_the_allowed_names(executor: Executor) -> None:
 @pytest.mark.parametrize("field", ["container_id", "ifname", "args"])
 def test_nul_bytes_in_env_values_are_refused(executor: Executor, field: str) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        executor.exec(plugin="recorder", command="DEL", config=executor.recorder_conf(), **{field: "a\0b"})
+        fields: dict[str, Any] = {field: "a\0b"}
+        executor.exec(plugin="recorder", command="DEL", config=executor.recorder_conf(), **fields)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert recorded_calls(executor.record_dir) == []
 

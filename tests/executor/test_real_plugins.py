@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -28,7 +29,12 @@ def test_bridge_add_check_del_in_a_real_netns(executor: Executor, tmp_path: Path
     conf = bridge_conf(bridge, tmp_path / "ipam")
     try:
         with netns("exe") as ns:
-            common = {"plugin": "bridge", "container_id": "c0ffee01", "netns": ns.path, "ifname": "net1"}
+            common: dict[str, Any] = {
+                "plugin": "bridge",
+                "container_id": "c0ffee01",
+                "netns": ns.path,
+                "ifname": "net1",
+            }
             added = executor.exec(command="ADD", config=conf, **common)
             assert not added.HasField("error"), added.error
             result = json.loads(added.stdout)

@@ -4,7 +4,7 @@ plugins' `noop`: it records every call and misbehaves on demand.
 
 Keys read from its network config (stdin):
   recordDir      append one JSON line per call to <recordDir>/calls.jsonl
-                 ({"command", "env": {CNI_*...}, "stdin": <parsed config>, "pid"})
+                 ({"command", "env": {CNI_*...}, "stdin": <parsed config>, "pid", "ppid", "time"})
   failOn         {"ADD": {"code": 7, "msg": "...", "details": "..."}} fail a verb
   exitOn         {"ADD": 3}: exit with this status after printing nothing
   sleep          {"ADD": 2.5}: sleep seconds before answering
@@ -42,7 +42,16 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if k.startswith("CNI_") or k == "KUBECONFIG"}
         if conf.get("recordFullEnv"):
             env = dict(os.environ)
-        line = json.dumps({"command": command, "env": env, "stdin": conf, "pid": os.getpid(), "time": time.time()})
+        line = json.dumps(
+            {
+                "command": command,
+                "env": env,
+                "stdin": conf,
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "time": time.time(),
+            }
+        )
         with open(os.path.join(record_dir, "calls.jsonl"), "a") as out:
             out.write(line + "\n")
     spawn = conf.get("spawnChild", {}).get(command)
