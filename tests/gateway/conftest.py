@@ -258,9 +258,7 @@ def gateway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNo
     bin_dir = make_bin_dir(root / "bin")
     bridge = unique_name("gb")[:12]
     with veth_pair("gv") as (master, _peer):
-        inst = make_instance(
-            root, binDir=str(bin_dir), clusterNetwork="10-gw.conflist", podWaitMs=1500
-        )
+        inst = make_instance(root, binDir=str(bin_dir), clusterNetwork="10-gw.conflist", podWaitMs=1500)
         node = GatewayNode(inst, master, bridge, root / "ipam", root / "rec")
         node.record_dir.mkdir()
         (Path(inst.config["cniConfigDir"]) / "10-gw.conflist").write_text(json.dumps(cluster_conflist(node)))
