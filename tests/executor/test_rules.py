@@ -1,0 +1,222 @@
+"""Table tests for the executor's pure rules: names, paths, environment, argv,
+error parsing, the operator guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common import cni
+from services.executor.guard import caller_from_metadata, check_delete_allowed, check_exec_allowed
+from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
+from services.executor.rejection import Reason, Rejected
+from services.executor.validation import (
+    netns_path_allowed,
+    validate_command,
+    validate_extra_env,
+    validate_ifname,
+    validate_plugin_name,
+)
+
+PREFIXES = ("/proc/", "/var/run/netns/", "/run/netns")
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("bridge", True),
+        ("host-local", True),
+        ("sriov_cni", True),
+        ("multus-shim", True),
+        ("v1.2+fix", True),
+        ("", False),
+        (".", False),
+        ("..", False),
+        ("../bridge", False),
+        ("/usr/lib/cni/bridge", False),
+        ("bin/bridge", False),
+        ("bri\0dge", False),
+        (".hidden", False),
+        ("-rf", False),
+        ("bridge ", False),
+        ("br;idge", False),
+        ("x" * 256, False),
+    ],
+)
+def test_plugin_names(name: str, ok: bool) -> None:
+    if ok:
+        assert validate_plugin_name(name) == name
+    else:
+        with pytest.raises(Rejected) as caught:
+            validate_plugin_name(name)
+        assert caught.value.reason is Reason.INVALID
+
+
+@pytest.mark.parametrize(
+    ("path", "ok"),
+    [
+        ("/var/run/netns/pod1", True),
+        ("/run/netns/pod1", True),
+        ("/proc/123/ns/net", True),
+        ("/proc/123/task/124/ns/net", True),
+        ("/var/run/netns/", False),
+        ("/var/run/netns", False),
+        ("/var/run/netns/../../etc/shadow", False),
+        ("/var/run/netns//pod1", False),
+        ("/var/run/netns/./pod1", False),
+        ("var/run/netns/pod1", False),
+        ("/etc/netns/pod1", False),
+        ("/var/run/netnsX/pod1", False),
+        ("/run/netns\0/x", False),
+        ("", False),
+    ],
+)
+def test_netns_path_shapes(path: str, ok: bool) -> None:
+    assert netns_path_allowed(path, PREFIXES) is ok
+
+
+@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION"])
+def test_cni_commands_accepted(command: str) -> None:
+    assert validate_command(command) == command
+
+
+@pytest.mark.parametrize("command", ["", "add", "ADD ", "EXEC", "ADD;DEL"])
+def test_other_commands_refused(command: str) -> None:
+    with pytest.raises(Rejected):
+        validate_command(command)
+
+
+@pytest.mark.parametrize(
+    ("extra", "ok"),
+    [
+        ({}, True),
+        ({"KUBECONFIG": "/etc/cni/net.d/multus.d/multus.kubeconfig"}, True),
+        ({"KUBECONFIG": "a\0b"}, False),
+        ({"LD_PRELOAD": "/tmp/evil.so"}, False),
+        ({"PATH": "/tmp"}, False),
+        ({"CNI_COMMAND": "DEL"}, False),
+    ],
+)
+def test_extra_env(extra: dict[str, str], ok: bool) -> None:
+    if ok:
+        assert validate_extra_env(extra) == extra
+    else:
+        with pytest.raises(Rejected):
+            validate_extra_env(extra)
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("eth0", True),
+        ("net1", True),
+        ("x" * 15, True),
+        ("x" * 16, False),
+        ("", False),
+        ("a/b", False),
+        ("a b", False),
+        ("a:1", False),
+        ("..", False),
+    ],
+)
+def test_interface_names(name: str, ok: bool) -> None:
+    if ok:
+        assert validate_ifname(name) == name
+    else:
+        with pytest.raises(Rejected):
+            validate_ifname(name)
+
+
+def test_environment_is_exactly_the_cni_variables() -> None:
+    inv = Invocation("bridge", "/opt/cni/bin/bridge", "ADD", "cid", "/var/run/netns/p", "net1", "A=1", b"{}")
+    assert cni_environment(inv, ("/opt/cni/bin", "/usr/lib/cni"), None) == {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "cid",
+        "CNI_NETNS": "/var/run/netns/p",
+        "CNI_IFNAME": "net1",
+        "CNI_ARGS": "A=1",
+        "CNI_PATH": "/opt/cni/bin:/usr/lib/cni",
+        "PATH": MINIMAL_PATH,
+    }
+    with_kube = cni_environment(inv, ("/opt/cni/bin",), "/etc/cni/net.d/multus.d/multus.kubeconfig")
+    assert with_kube["KUBECONFIG"] == "/etc/cni/net.d/multus.d/multus.kubeconfig"
+
+
+@pytest.mark.parametrize(
+    ("chroot_dir", "setpriv", "argv"),
+    [
+        ("", "", ["/opt/cni/bin/bridge"]),
+        ("/hostroot", "", ["/usr/sbin/chroot", "/hostroot", "/opt/cni/bin/bridge"]),
+        ("", "/usr/bin/setpriv", ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", "/opt/cni/bin/bridge"]),
+        (
+            "/hostroot",
+            "/usr/bin/setpriv",
+            ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--", "/usr/sbin/chroot", "/hostroot", "/opt/cni/bin/bridge"],
+        ),
+    ],
+)
+def test_plugin_argv(chroot_dir: str, setpriv: str, argv: list[str]) -> None:
+    assert plugin_argv("/opt/cni/bin/bridge", chroot_dir, "/usr/sbin/chroot" if chroot_dir else "", setpriv) == argv
+
+
+@pytest.mark.parametrize(
+    ("case", "exit_code", "stdout", "stderr", "expected"),
+    [
+        ("success", 0, b'{"cniVersion":"1.0.0"}', b"", None),
+        ("success ignores stderr", 0, b"", b"warning", None),
+        (
+            "error object kept intact",
+            1,
+            b'{"cniVersion":"1.0.0","code":7,"msg":"bad config","details":"field x"}',
+            b"",
+            cni.CniError(7, "bad config", "field x"),
+        ),
+        ("plugin-specific code", 1, b'{"code":120,"msg":"vendor"}', b"", cni.CniError(120, "vendor", "")),
+        ("missing code", 1, b'{"msg":"no code"}', b"", cni.CniError(5, "no code", "")),
+        ("stderr only", 2, b"", b"panic: boom\n", cni.CniError(5, "netplugin failed: panic: boom", "exit status 2")),
+        (
+            "garbage stdout",
+            1,
+            b"not json",
+            b"",
+            cni.CniError(5, "netplugin failed with no error message", "exit status 1"),
+        ),
+        ("killed", -9, b"", b"", cni.CniError(5, "netplugin failed with no error message", "exit status -9")),
+        (
+            "secrets redacted",
+            1,
+            b'{"code":4,"msg":"auth failed","details":"Authorization: Bearer abc.def.ghi"}',
+            b"",
+            cni.CniError(4, "auth failed", "Authorization: Bearer [REDACTED]"),
+        ),
+    ],
+)
+def test_plugin_error(case: str, exit_code: int, stdout: bytes, stderr: bytes, expected: cni.CniError | None) -> None:
+    assert plugin_error(exit_code, stdout, stderr) == expected, case
+
+
+@pytest.mark.parametrize(
+    ("caller", "command", "allow", "ok"),
+    [
+        ("gateway", "ADD", False, True),
+        ("", "ADD", False, False),
+        ("operator", "DEL", False, False),
+        ("", "VERSION", False, True),
+        ("", "ADD", True, True),
+    ],
+)
+def test_operator_guard(caller: str, command: str, allow: bool, ok: bool) -> None:
+    if ok:
+        check_exec_allowed(caller, command, allow)
+    else:
+        with pytest.raises(Rejected) as caught:
+            check_exec_allowed(caller, command, allow)
+        assert caught.value.reason is Reason.DENIED
+
+
+def test_delete_guard_and_marker() -> None:
+    assert caller_from_metadata((("x-multus-pod", "ns/p"), ("x-multus-caller", "gateway"))) == "gateway"
+    assert caller_from_metadata(None) == ""
+    check_delete_allowed("gateway", False)
+    check_delete_allowed("", True)
+    with pytest.raises(Rejected):
+        check_delete_allowed("", False)
