@@ -55,14 +55,18 @@ def check(target: ProbeTarget, timeout: float) -> tuple[bool, str]:
     return response.status == health_pb2.HealthCheckResponse.SERVING, f"{target.address}: {status}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multus-probe", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="daemon-config.json path")
     parser.add_argument("--service", required=True, choices=SERVICES)
     parser.add_argument("--liveness", action="store_true", help="check that the process is up, not that it is ready")
     parser.add_argument("--unix", action="store_true", help="use the service's Unix socket even if a TCP port is set")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
