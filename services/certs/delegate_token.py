@@ -12,11 +12,12 @@ import random
 import time
 from dataclasses import dataclass
 
-from services.certs import files, kube, kubeconfig, metrics, schedule
+from services.certs import kube, kubeconfig, metrics, schedule
 from services.certs.api_access import usable_kubeconfig
 from services.certs.clock import Clock
 from services.certs.ledger import DELEGATE_TOKEN, Credential, CredentialLedger
 from services.certs.sources import ApiSource
+from services.common.files import read_or_none, write_atomic
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -79,10 +80,10 @@ class DelegateTokenWriter:
         issued = self.clock.now()
         # Keep the server's expiry but on our clock (tests drive the clock).
         not_after = issued + max(token.expires - time.time(), 0.0)
-        files.write_atomic(s.token_path, token.token, 0o600)
+        write_atomic(s.token_path, token.token, 0o600)
         rendered = kubeconfig.render_token_file(endpoint, TOKEN_FILE)
-        if files.read_or_none(s.kubeconfig_path) != rendered.encode():
-            files.write_atomic(s.kubeconfig_path, rendered, 0o600)
+        if read_or_none(s.kubeconfig_path) != rendered.encode():
+            write_atomic(s.kubeconfig_path, rendered, 0o600)
         cred = self.ledger.rotated(Credential(DELEGATE_TOKEN, s.kubeconfig_path, issued, not_after), issued)
         metrics.CREDENTIAL_ROTATIONS.labels(credential=DELEGATE_TOKEN, result="success").inc()
         log.info(

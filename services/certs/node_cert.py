@@ -18,6 +18,7 @@ from services.certs import files, kube, kubeconfig, metrics, pki, schedule
 from services.certs.clock import Clock
 from services.certs.ledger import NODE_CERTIFICATE, Credential, CredentialLedger
 from services.common.credentials import NODE_CLIENT_KUBECONFIG
+from services.common.files import read_or_none, write_atomic
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -59,7 +60,7 @@ class CertificateStore:
         self.kubeconfig_path = os.path.join(cert_dir, NODE_CLIENT_KUBECONFIG)
 
     def load_current(self) -> StoredCertificate | None:
-        data = files.read_or_none(self.current_path)
+        data = read_or_none(self.current_path)
         if not data:
             return None
         key_pem, cert_pem = pki.split_key_and_certificate(data)
@@ -81,7 +82,7 @@ class CertificateStore:
         """Write the timestamped file, then swing multus-client-current.pem to it in one rename."""
         name = timestamp_name(issued)
         path = os.path.join(self.cert_dir, name)
-        files.write_atomic(path, cert_pem + key_pem, 0o600)
+        write_atomic(path, cert_pem + key_pem, 0o600)
         link_tmp = os.path.join(self.cert_dir, f".{CURRENT}.{os.getpid()}")
         if os.path.lexists(link_tmp):
             os.unlink(link_tmp)
@@ -91,7 +92,7 @@ class CertificateStore:
         return path
 
     def write_kubeconfig(self, endpoint: kubeconfig.ApiEndpoint) -> None:
-        files.write_atomic(self.kubeconfig_path, kubeconfig.render_client_certificate(endpoint, CURRENT, CURRENT))
+        write_atomic(self.kubeconfig_path, kubeconfig.render_client_certificate(endpoint, CURRENT, CURRENT))
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,11 @@ class NodeCertificateRotator:
         self.ledger = ledger
         self.clock = clock
         self.rng = rng
-        self._deadlines: dict[float, float] = {}  # not_after -> chosen renewal time
+        self._deadlines: dict[tuple[str, float], float] = {}  # certificate -> chosen renewal time
         self._published: tuple[str, float] | None = None
         # Set when the API rejected the current certificate: renew with bootstrap credentials.
         self._current_rejected = False
+        self._pending: tuple[str, ec.EllipticCurvePrivateKey] | None = None
 
     def _credential(self, current: StoredCertificate | None) -> Credential:
         if current is None:
@@ -128,11 +130,12 @@ class NodeCertificateRotator:
         return Credential(NODE_CERTIFICATE, path, current.issued, current.not_after, required=True)
 
     def renewal_deadline(self, current: StoredCertificate) -> float:
-        if current.not_after not in self._deadlines:
-            self._deadlines = {
-                current.not_after: schedule.rotation_deadline(current.issued, current.not_after, self.rng.random())
-            }
-        return self._deadlines[current.not_after]
+        """Chosen once per certificate (its file, not its notAfter: two certificates
+        issued in the same second by a fixed-duration signer share a notAfter)."""
+        key = (current.path, current.not_after)
+        if key not in self._deadlines:
+            self._deadlines = {key: schedule.rotation_deadline(current.issued, current.not_after, self.rng.random())}
+        return self._deadlines[key]
 
     def _publish(self, current: StoredCertificate | None) -> None:
         key = (current.path, current.not_after) if current else ("", 0.0)
@@ -213,12 +216,21 @@ class NodeCertificateRotator:
     def _request(self, creds: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
         api = kube.new_client(creds)
         try:
-            key = pki.new_private_key()
-            name = kube.create_csr(
-                api, self.settings.node, pki.node_csr_pem(key, self.settings.node), self.settings.duration_seconds
-            )
-            log.info("CertificateSigningRequest created", csr=name)
-            cert_pem = kube.wait_for_certificate(api, name, self.settings.approval_timeout)
+            cert_pem, key = self._resume_pending(api)
+            if not cert_pem:
+                key = pki.new_private_key()
+                name = kube.create_csr(
+                    api, self.settings.node, pki.node_csr_pem(key, self.settings.node), self.settings.duration_seconds
+                )
+                log.info("CertificateSigningRequest created", csr=name)
+                # Kept until it is settled: a wait cut short (API down, timeout) resumes on this
+                # CSR instead of filing another one for the approver.
+                self._pending = (name, key)
+                cert_pem = kube.wait_for_certificate(api, name, self.settings.approval_timeout)
+            self._pending = None
+        except kube.CsrDenied:
+            self._pending = None
+            raise
         finally:
             kube.close(api)
         if not pki.key_matches(key, cert_pem):
@@ -226,3 +238,17 @@ class NodeCertificateRotator:
         if pki.certificate_facts(cert_pem).subject_cn != pki.node_common_name(self.settings.node):
             raise ValueError("issued certificate names another subject")
         return key, cert_pem
+
+    def _resume_pending(self, api: kube.ApiClient) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+        """Wait again on the CSR of an interrupted attempt; (b"", key) when there is none to resume."""
+        if self._pending is None:
+            return b"", pki.new_private_key()
+        name, key = self._pending
+        try:
+            log.info("resuming CertificateSigningRequest", csr=name)
+            return kube.wait_for_certificate(api, name, self.settings.approval_timeout), key
+        except kube.KubeError as exc:
+            if exc.status != 404:
+                raise
+            self._pending = None  # deleted meanwhile (by a human or the CSR cleaner): file a new one
+            return b"", key

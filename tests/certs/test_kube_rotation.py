@@ -36,6 +36,7 @@ from tests.certs.support import (
     namespace_with_service_account,
     node_bootstrap_kubeconfig,
     node_csrs,
+    set_csr_condition,
     unique,
     write_stored_certificate,
 )
@@ -105,6 +106,7 @@ async def test_api_server_unreachable_during_rotation(tmp_path: Path, kube_api: 
             )
             assert renewed.last_error == "" and credential_state(renewed, clock.now()) == VALID
             assert os.path.realpath(store.current_path) != first_file
+            await asyncio.sleep(1.0)  # a renewed certificate is not renewed again at once
             assert [c.spec.username for c in node_csrs(api, node)] == [f"system:node:{node}", f"system:multus:{node}"]
 
 
@@ -122,3 +124,25 @@ async def test_expired_certificate_falls_back_to_bootstrap(tmp_path: Path, kube_
             assert cred.not_after > cred.issued
             # The expired certificate could not have authenticated: bootstrap (kubelet) credentials were used.
             assert [c.spec.username for c in node_csrs(api, node)] == [f"system:node:{node}"]
+
+
+async def test_cut_while_waiting_for_approval_resumes_the_same_csr(
+    tmp_path: Path, kube_api: Path, node_rbac: Any
+) -> None:
+    api, node = node_rbac
+    with TcpProxy() as proxy:
+        bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.server)
+        clock, book = FakeClock(), CredentialLedger()
+        settings = NodeCertificateSettings(node, str(bootstrap), 600, approval_timeout=60)
+        store = CertificateStore(str(tmp_path / "certs"))
+        rotator = NodeCertificateRotator(settings, store, book, clock, random.Random(3))
+        async with running(rotator):
+            (csr,) = await eventually(lambda: node_csrs(api, node), 30, what="the CSR")
+            proxy.cut()  # the watch on the pending CSR breaks, and the API stays unreachable
+            await eventually(lambda: "unreachable" in getattr(book.get(NODE_CERTIFICATE), "last_error", ""), 30)
+            set_csr_condition(api, csr.metadata.name, "Approved", "TestApproved")
+            proxy.restore()
+            await drive(clock, lambda: (c := book.get(NODE_CERTIFICATE)) and c.generation == 1, step=1.0)
+            # The interrupted request was resumed, not filed again.
+            assert [c.metadata.name for c in node_csrs(api, node)] == [csr.metadata.name]
+            assert os.path.exists(store.kubeconfig_path)
