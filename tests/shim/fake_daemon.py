@@ -65,6 +65,9 @@ class FakeDaemon:
                 return self._error(405, "Method not allowed")
             answer: Answer = self._next(self.cni_answers)
             return answer
+        if self.flavour == "post-only-probes" and seen.path in ("/healthz", "/readyz"):
+            # a server that, like upstream's shim, only knows POST with a `null` body
+            return Answer(200) if seen.method == "POST" and seen.body == b"null" else self._error(405, "no")
         if seen.path == "/healthz":
             return Answer(200)
         if seen.path == "/readyz" and self.flavour == "ours":

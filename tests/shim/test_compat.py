@@ -164,3 +164,10 @@ def test_slow_answer_hits_the_response_timeout(shim_bin: Path, socket_dir: Path)
     with daemon:
         result = call_shim(shim_bin, cni_env("ADD", MULTUS_SHIM_RESPONSE_TIMEOUT="0.5"), network_conf(socket_dir))
     assert result.json()["code"] == 11
+
+
+def test_probe_retried_as_post_null_when_get_is_not_allowed(shim_bin: Path, socket_dir: Path) -> None:
+    with FakeDaemon(socket_dir, "post-only-probes", cni_answers=[Answer(200, UPSTREAM_ADD_BODY)]) as daemon:
+        result = call_shim(shim_bin, cni_env("ADD", MULTUS_SHIM_READY_TIMEOUT="2"), network_conf(socket_dir))
+    assert result.returncode == 0, result
+    assert daemon.paths() == [("GET", "/readyz"), ("POST", "/readyz"), ("POST", "/cni")]

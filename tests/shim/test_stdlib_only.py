@@ -52,6 +52,7 @@ def test_add_imports_only_builtin_stdlib_modules(shim_bin: Path, socket_dir: Pat
     assert extra <= ALLOWED_EXTRA, f"shim imported {sorted(extra - ALLOWED_EXTRA)}"
     assert all(name.split(".")[0] in sys.stdlib_module_names for name in modules)
     assert not modules & {"json", "re", "enum", "socket", "os", "http", "http.client", "__future__"}
+    assert "site" not in modules  # -S really is in effect
 
 
 def test_isolated_mode_ignores_pythonpath_and_the_script_dir(shim_bin: Path, tmp_path: Path) -> None:

@@ -366,3 +366,18 @@ def test_error_object_carries_cni_version_and_omits_empty_details() -> None:
         "msg": "later",
     }
     assert shim.error_object(shim.ShimError(7, "bad", "why"), "1.1.0")["details"] == "why"
+
+
+def test_run_turns_any_exception_into_a_cni_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(invocation: object, timeouts: object) -> None:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(shim, "call_gateway", explode)
+    status, output = shim.run(VALID_ENV, CONF)
+    assert status == 1
+    assert json.loads(output) == {
+        "cniVersion": "0.4.0",
+        "code": 999,
+        "msg": "multus-shim internal error",
+        "details": "RuntimeError: unexpected",
+    }
