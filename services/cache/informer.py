@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from services.cache import metrics
 from services.cache.backoff import backoff_delay
+from services.cache.kube_http import request
 from services.cache.objects import Key, ObjectError
 from services.cache.store import Keyed, ObjectStore
 from services.common.logs import get_logger
@@ -43,11 +44,11 @@ class WatchFailed(Exception):
 
 @dataclass(frozen=True)
 class ResourceCalls:
-    """How to list and watch one kind with the official client (raw responses)."""
+    """Where one kind is listed and watched, and how a raw object is trimmed."""
 
     kind: str
-    # (api_client, **query) -> urllib3 response; query: resource_version, limit, _continue, watch, ...
-    call: Callable[..., Any]
+    path: str  # the collection, e.g. /api/v1/pods
+    params: tuple[tuple[str, str], ...]  # fixed query parameters (fieldSelector)
     parse: Callable[[dict[str, Any]], Any]
 
 
@@ -167,10 +168,11 @@ class Informer(Generic[T]):
             was, self._interrupted = self._interrupted, False
             return was
 
-    def _open(self, **query: Any) -> Any:
+    def _open(self, timeout: tuple[float, float], **query: Any) -> Any:
         with self._response_lock:
             self._interrupted = False
-        response = self.calls.call(self._client(), _preload_content=False, **query)
+        params = [*self.calls.params, *query.items()]
+        response = request(self._client(), "GET", self.calls.path, query=params, timeout=timeout)
         with self._response_lock:
             self._response = response
             if self._interrupted:  # a reload arrived while the request was being sent
@@ -186,15 +188,14 @@ class Informer(Generic[T]):
         started = time.monotonic()
         objects: list[T] = []
         limit = self.timing.list_limit
-        query: dict[str, Any] = {"_request_timeout": (self.timing.connect_timeout, self.timing.list_read_timeout)}
-        if limit:
-            query["limit"] = limit
-        else:
-            query["resource_version"] = "0"
+        timeout = (self.timing.connect_timeout, self.timing.list_read_timeout)
+        # Unpaginated from resourceVersion 0 (the API server's watch cache, as
+        # client-go's first list), or paginated consistent reads.
+        query: dict[str, Any] = {"limit": limit} if limit else {"resourceVersion": "0"}
         continue_token = ""
         while True:
-            page_query = dict(query, _continue=continue_token) if continue_token else query
-            response = self._open(**page_query)
+            page_query = dict(query, **{"continue": continue_token}) if continue_token else query
+            response = self._open(timeout, **page_query)
             try:
                 body = json.loads(response.data)
             finally:
@@ -226,11 +227,11 @@ class Informer(Generic[T]):
     def _watch(self) -> None:
         timeout = int(self._rng.uniform(self.timing.watch_timeout_min, self.timing.watch_timeout_max))
         response = self._open(
+            (self.timing.connect_timeout, timeout + self.timing.read_grace),
             watch=True,
-            resource_version=self._resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=timeout,
-            _request_timeout=(self.timing.connect_timeout, timeout + self.timing.read_grace),
+            resourceVersion=self._resource_version,
+            allowWatchBookmarks=True,
+            timeoutSeconds=timeout,
         )
         try:
             for line in iter_lines(response):

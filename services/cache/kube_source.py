@@ -17,13 +17,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from services.cache import metrics
 from services.cache.errors import PodGone, SourceForbidden, SourceUnavailable
 from services.cache.informer import Informer, InformerTiming, ResourceCalls
 from services.cache.kube_client import ApiClientHolder
+from services.cache.kube_http import Timeout, get_json, send_json
 from services.cache.objects import (
     NAD,
     POD,
@@ -54,17 +54,11 @@ R = TypeVar("R")
 
 
 def pod_calls(node: str) -> ResourceCalls:
-    def call(api: Any, **query: Any) -> Any:
-        return k8s.CoreV1Api(api).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}", **query)
-
-    return ResourceCalls(POD, call, pod_from_dict)
+    return ResourceCalls(POD, "/api/v1/pods", (("fieldSelector", f"spec.nodeName={node}"),), pod_from_dict)
 
 
 def nad_calls() -> ResourceCalls:
-    def call(api: Any, **query: Any) -> Any:
-        return k8s.CustomObjectsApi(api).list_cluster_custom_object(NAD_GROUP, NAD_VERSION, NAD_PLURAL, **query)
-
-    return ResourceCalls(NAD, call, nad_from_dict)
+    return ResourceCalls(NAD, f"/apis/{NAD_GROUP}/{NAD_VERSION}/{NAD_PLURAL}", (), nad_from_dict)
 
 
 def api_error(error: Exception, what: str) -> SourceUnavailable:
@@ -88,33 +82,12 @@ def _api_message(error: ApiException) -> str:
         return str(error.reason)
 
 
-def send_json(api: Any, method: str, path: str, body: dict[str, Any]) -> None:
-    """PUT/POST a raw JSON object. The typed methods would validate the body into
-    model objects (dropping what the model does not know); raw keeps it exact."""
-    request = api.param_serialize(
-        method=method,
-        resource_path=path,
-        header_params={"Content-Type": "application/json", "Accept": "application/json"},
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
-    payload = response.read()
-    if not 200 <= response.status <= 299:
-        raise ApiException.from_response(http_resp=response, body=payload.decode(errors="replace"), data=None)
-
-
-def _read_json(response: Any) -> dict[str, Any]:
-    try:
-        body: dict[str, Any] = json.loads(response.data)
-        return body
-    finally:
-        response.release_conn()
-
-
 class KubeSource:
     def __init__(self, config: DaemonConfig, node: str, timing: InformerTiming | None = None) -> None:
         self.node = node
+        if timing is None:
+            # Our own key (docs/cache.md): 0 lists from the watch cache in one response.
+            timing = InformerTiming(list_limit=int(config.raw.get("cacheListPageSize", 0) or 0))
         self.credentials = api_credentials(config)
         where = f": {self.credentials.kubeconfig}" if self.credentials.kubeconfig else ""
         self.description = f"kubernetes ({self.credentials.kind}{where})"
@@ -152,28 +125,21 @@ class KubeSource:
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
 
     # --- live GETs ---
-    def _get_raw(self, what: str, get: Any, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> dict[str, Any] | None:
+    def _get_raw(self, what: str, path: str, timeout: Timeout = REQUEST_TIMEOUT) -> dict[str, Any] | None:
         try:
-            return _read_json(get(_preload_content=False, _request_timeout=timeout))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise api_error(exc, what) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            return get_json(self.holder.client, path, timeout)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise api_error(exc, what) from exc
 
     async def live_pod(self, namespace: str, name: str) -> CachedPod | None:
-        core = k8s.CoreV1Api(self.holder.client)
-        get = partial(core.read_namespaced_pod, name, namespace)
-        raw = await self._api(self._get_raw, f"get pod {namespace}/{name}", get, LIVE_GET_TIMEOUT)
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        raw = await self._api(self._get_raw, f"get pod {namespace}/{name}", path, LIVE_GET_TIMEOUT)
         return pod_from_dict(raw) if raw is not None else None
 
     async def live_nad(self, namespace: str, name: str) -> CachedNad | None:
-        custom = k8s.CustomObjectsApi(self.holder.client)
-        get = partial(custom.get_namespaced_custom_object, NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name)
-        raw = await self._api(
-            self._get_raw, f"get NetworkAttachmentDefinition {namespace}/{name}", get, LIVE_GET_TIMEOUT
-        )
+        path = f"/apis/{NAD_GROUP}/{NAD_VERSION}/namespaces/{namespace}/{NAD_PLURAL}/{name}"
+        what = f"get NetworkAttachmentDefinition {namespace}/{name}"
+        raw = await self._api(self._get_raw, what, path, LIVE_GET_TIMEOUT)
         return nad_from_dict(raw) if raw is not None else None
 
     # --- network-status ---
@@ -183,13 +149,10 @@ class KubeSource:
     def _write_network_status(self, write: StatusWrite) -> None:
         """Read the pod, set the annotation, replace pods/status with the
         resourceVersion read; a 409 means someone wrote in between: read again."""
-        core = k8s.CoreV1Api(self.holder.client)
         what = f"update pods/status {write.namespace}/{write.name}"
+        path = f"/api/v1/namespaces/{write.namespace}/pods/{write.name}/status"
         for _ in range(CONFLICT_RETRIES):
-            raw = self._get_raw(
-                f"get pods/status {write.namespace}/{write.name}",
-                partial(core.read_namespaced_pod_status, write.name, write.namespace),
-            )
+            raw = self._get_raw(f"get pods/status {write.namespace}/{write.name}", path)
             if raw is None:
                 raise PodGone(f"pod {write.namespace}/{write.name} not found")
             if uid_mismatch(pod_from_dict(raw), write.uid):
@@ -197,8 +160,7 @@ class KubeSource:
             if not set_network_status(raw, write.network_status_json):
                 return
             try:
-                path = f"/api/v1/namespaces/{write.namespace}/pods/{write.name}/status"
-                send_json(self.holder.client, "PUT", path, raw)
+                send_json(self.holder.client, "PUT", path, raw, REQUEST_TIMEOUT)
                 return
             except ApiException as exc:
                 if exc.status == 409:
@@ -241,6 +203,7 @@ class KubeSource:
         }
         what = f"create event for pod {event.namespace}/{event.name}"
         try:
-            send_json(self.holder.client, "POST", f"/api/v1/namespaces/{event.namespace}/events", body)
+            path = f"/api/v1/namespaces/{event.namespace}/events"
+            send_json(self.holder.client, "POST", path, body, REQUEST_TIMEOUT)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise api_error(exc, what) from exc
