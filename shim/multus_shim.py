@@ -572,7 +572,7 @@ def http_exchange(socket_path: str, method: str, target: str, body: bytes | None
 def probe_ready(socket_path: str, endpoint: str, timeout: float) -> tuple[bool, str]:
     """Ask the daemon whether it takes requests. Returns (ready, endpoint for the next probe).
 
-    Upstream's daemon before v4.2 has no /readyz: its 404 switches us to /healthz."""
+    Released upstream daemons (up to v4.3.0) have no /readyz: their 404 switches us to /healthz."""
     try:
         status, _ = http_exchange(socket_path, "GET", endpoint, None, timeout)
         if status == 405:  # a server that only takes upstream's POST-with-null probe

@@ -1,7 +1,7 @@
 """Compatibility fixtures: the installed shim against a daemon answering as upstream's and as ours.
 
-Upstream's multus-daemon (Go net/http) has no /readyz in v4.x releases before
-it was added (404), answers failures with plain text (`http.Error`), and always
+Upstream's multus-daemon (Go net/http) has no /readyz in its releases up to
+v4.3.0 (404; its development branch added one), answers failures with plain text (`http.Error`), and always
 returns a CNI 1.0.0 result as `{"Result": ...}`; ours has /readyz and answers
 failures with CNI error objects. The shim must work against both.
 """
