@@ -160,21 +160,19 @@ def encode_json(value: object) -> bytes:
 class Invocation:
     """One validated CNI call."""
 
-    __slots__ = ("cni_env", "cni_version", "command", "config", "config_bytes", "container_id", "socket_dir")
+    __slots__ = ("cni_env", "cni_version", "command", "config_bytes", "container_id", "socket_dir")
 
     def __init__(
         self,
         command: str,
         cni_env: dict[str, str],
         config_bytes: bytes,
-        config: dict[str, object],
         cni_version: str,
         socket_dir: str,
     ) -> None:
         self.command = command
         self.cni_env = cni_env
         self.config_bytes = config_bytes
-        self.config = config
         self.cni_version = cni_version
         self.socket_dir = socket_dir
         self.container_id = cni_env.get("CNI_CONTAINERID", "")
@@ -233,8 +231,8 @@ def validate_env(command: str, environ: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key.startswith("CNI_")}
 
 
-def parse_config(stdin: bytes) -> tuple[dict[str, object], str, str]:
-    """The stdin network config, its cniVersion and the daemon socket dir."""
+def parse_config(stdin: bytes) -> tuple[str, str]:
+    """The stdin network config's cniVersion and daemon socket dir (the rest is the daemon's business)."""
     try:
         config = decode_json(stdin)
     except ValueError as exc:
@@ -247,7 +245,7 @@ def parse_config(stdin: bytes) -> tuple[dict[str, object], str, str]:
     socket_dir = config.get("daemonSocketDir", "")
     if not isinstance(socket_dir, str):
         raise ShimError(INVALID_CONFIG, "daemonSocketDir must be a string")
-    return config, version or IMPLICIT_VERSION, socket_dir or DEFAULT_SOCKET_DIR
+    return version or IMPLICIT_VERSION, socket_dir or DEFAULT_SOCKET_DIR
 
 
 def check_version(version: str) -> None:
@@ -261,18 +259,18 @@ def check_version(version: str) -> None:
 
 def parse_invocation(command: str, environ: dict[str, str], stdin: bytes) -> Invocation:
     cni_env = validate_env(command, environ)
-    config, version, socket_dir = parse_config(stdin)
+    version, socket_dir = parse_config(stdin)
     check_version(version)
     socket_path = join_path(socket_dir, SOCKET_NAME)
     if len(socket_path.encode("utf-8", "surrogateescape")) > 107:
         raise ShimError(INVALID_CONFIG, "daemonSocketDir is too long for a unix socket path", socket_path)
-    return Invocation(command, cni_env, stdin, config, version, socket_dir)
+    return Invocation(command, cni_env, stdin, version, socket_dir)
 
 
 def config_version(stdin: bytes) -> str:
     """The cniVersion for error objects, even when the config is unusable for anything else."""
     try:
-        return parse_config(stdin)[1]
+        return parse_config(stdin)[0]
     except ShimError:
         return LATEST_VERSION
 

@@ -150,7 +150,7 @@ def test_parse_config_errors(case: str, stdin: bytes, code: int) -> None:
     ],
 )
 def test_parse_config(case: str, stdin: bytes, version: str, socket_dir: str) -> None:
-    _, got_version, got_dir = shim.parse_config(stdin)
+    got_version, got_dir = shim.parse_config(stdin)
     assert (got_version, got_dir) == (version, socket_dir), case
 
 
@@ -190,7 +190,7 @@ def test_request_body_is_upstreams_envelope() -> None:
 
 
 def test_request_body_omits_empty_config_as_go_omitempty() -> None:
-    invocation = shim.Invocation("STATUS", {"CNI_COMMAND": "STATUS"}, b"", {}, "1.1.0", "/run/multus/")
+    invocation = shim.Invocation("STATUS", {"CNI_COMMAND": "STATUS"}, b"", "1.1.0", "/run/multus/")
     assert json.loads(shim.request_body(invocation)) == {"env": {"CNI_COMMAND": "STATUS"}}
 
 
