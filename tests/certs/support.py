@@ -1,6 +1,7 @@
 """Test support for the certs service: identities signed by the test cluster's
-CA, RBAC and namespaces that clean up after themselves, a loopback TCP proxy
-that can be cut, and a clock the test drives."""
+CA, RBAC and namespaces that clean up after themselves, and a clock the test
+drives. (The loopback proxy that plays "API server unreachable" is
+tests/cache/tcp_proxy.py.)"""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ import base64
 import contextlib
 import datetime
 import os
-import select
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -187,88 +185,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what or predicate}")
         time.sleep(interval)
-
-
-class TcpProxy:
-    """A loopback TCP proxy to the API server that the test can cut (refuse and
-    drop every connection) and restore, to play "API server unreachable"."""
-
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 6443)) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._listener: socket.socket | None = None
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-
-    @property
-    def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> TcpProxy:
-        self.restore()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cut()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, set()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns.update((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while True:
-                readable, _, _ = select.select([a, b], [], [], 1.0)
-                for src in readable:
-                    data = src.recv(65536)
-                    if not data:
-                        return
-                    (b if src is a else a).sendall(data)
-        except (OSError, ValueError):
-            return
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.close()
-            with self._lock:
-                self._conns.discard(a)
-                self._conns.discard(b)
 
 
 class FakeClock:

@@ -25,9 +25,9 @@ from services.certs.ledger import (
     unhealthy_reasons,
 )
 from services.certs.node_cert import CertificateStore, NodeCertificateRotator, NodeCertificateSettings
+from tests.cache.tcp_proxy import tcp_proxy
 from tests.certs.support import (
     FakeClock,
-    TcpProxy,
     admin_client,
     cluster_role_bound,
     csrs_deleted,
@@ -77,8 +77,8 @@ def node_rbac(kube_api: Path) -> Any:
 
 async def test_api_server_unreachable_during_rotation(tmp_path: Path, kube_api: Path, node_rbac: Any) -> None:
     api, node = node_rbac
-    with TcpProxy() as proxy, approver(kube_api, tmp_path / "approver.log"):
-        bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.server)
+    with tcp_proxy() as proxy, approver(kube_api, tmp_path / "approver.log"):
+        bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.url)
         clock, book = FakeClock(), CredentialLedger()
         store = CertificateStore(str(tmp_path / "certs"))
         settings = NodeCertificateSettings(node, str(bootstrap), 600, approval_timeout=60)
@@ -130,8 +130,8 @@ async def test_cut_while_waiting_for_approval_resumes_the_same_csr(
     tmp_path: Path, kube_api: Path, node_rbac: Any
 ) -> None:
     api, node = node_rbac
-    with TcpProxy() as proxy:
-        bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.server)
+    with tcp_proxy() as proxy:
+        bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.url)
         clock, book = FakeClock(), CredentialLedger()
         settings = NodeCertificateSettings(node, str(bootstrap), 600, approval_timeout=60)
         store = CertificateStore(str(tmp_path / "certs"))
