@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--get-calls", type=int, default=5_000)
     parser.add_argument("--update-rate", type=int, default=100)
     parser.add_argument("--update-seconds", type=float, default=20.0)
+    parser.add_argument("--list-page-size", type=int, default=0, help="cacheListPageSize (0 = one watch-cache list)")
     args = parser.parse_args(argv)
 
     prefix = f"bench-cache-{uuid.uuid4().hex[:6]}"
@@ -248,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"object creation: {created:.1f} s ({(args.nads + args.pods) / created:.0f} objects/s)")
 
         with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:
-            inst = make_instance(Path(tmp), clusterDir="", kubeconfig=str(args.kubeconfig), logLevel="info")
+            inst = make_instance(
+                Path(tmp),
+                clusterDir="",
+                kubeconfig=str(args.kubeconfig),
+                logLevel="info",
+                cacheListPageSize=args.list_page_size,
+            )
             started = time.monotonic()
             proc = start_service(inst, "cache", env={"MULTUS_NODE_NAME": node, "KUBECONFIG": ""})
             try:
