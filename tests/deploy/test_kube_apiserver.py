@@ -1,5 +1,5 @@
 """The manifests against the real kube-apiserver v1.20: server-side dry-run of
-every object (1.20 drops the newer `grpc` probe field, so the native-probe
+every object (1.20 does not know the newer `grpc` probe field, so the native-probe
 DaemonSet is checked by schema in test_manifests.py and its exec-probe twin
 here), and the RBAC rules evaluated by the real RBAC authorizer for every
 permission the certs preflight checks."""
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import UnprocessibleEntityError
 
@@ -193,3 +194,13 @@ def test_rbac_grants_every_preflight_permission(api: k8s.ApiClient, namespace: s
             if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
                 resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
                 resource.delete(name=obj["metadata"]["name"])
+
+
+def test_grpc_probes_are_unknown_to_1_20_hence_the_exec_variant(api: k8s.ApiClient, namespace: str) -> None:
+    version = k8s.VersionApi(api).get_code()
+    if (int(version.major), int(version.minor.rstrip("+"))) >= (1, 24):
+        pytest.skip(f"API server {version.git_version} knows gRPC probes")
+    manifest = next(m for m in load_all() if m.path == GRPC_DAEMONSET)
+    with pytest.raises(ApiException) as raised:
+        _dry_run_apply(_dynamic(api), _into_namespace(manifest.obj, namespace, daemon_config().multus_namespace))
+    assert "grpc" in str(raised.value.body)
