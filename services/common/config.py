@@ -83,6 +83,11 @@ class DaemonConfig:
     delegate_service_account: str = "multus-delegate"
     delegate_token_seconds: int = 3600
     delegate_token_audience: str = ""
+    # Device IDs for NADs with a resourceName: the kubelet PodResources API ("" = off),
+    # the device-plugin checkpoint as the fallback, and the device-info spec's directory.
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    device_plugin_checkpoint: str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"
+    device_info_dir: str = "/var/run/k8s.cni.cncf.io/devinfo"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- derived paths ---

@@ -16,7 +16,8 @@ from typing import Any
 from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger
-from services.gateway.delegate import Delegate, load_delegate, with_cni_version
+from services.gateway.delegate import load_delegate, with_cni_version
+from services.gateway.device_info import CNI_DEVICE_INFO_CAPABILITY, DeviceInfoFiles, with_device_info_file
 from services.gateway.invoke import NetworkInvoker, Target
 from services.gateway.netconf import MultusNetConf, load_netconf
 from services.gateway.network_status import network_statuses
@@ -61,6 +62,7 @@ class CniService:
         resolver: NetworkResolver,
         routes: RouteEditor | None = None,
         timeouts: Timeouts | None = None,
+        device_files: DeviceInfoFiles | None = None,
     ) -> None:
         self._config = config
         self._cluster = cluster
@@ -70,6 +72,7 @@ class CniService:
         self._routes = routes
         self._timeouts = timeouts or Timeouts(delegate=config.executor_timeout_seconds + 5.0)
         self._background: set[asyncio.Task[Any]] = set()
+        self._device_files = device_files or DeviceInfoFiles(config.device_info_dir)
 
     # --- helpers ---------------------------------------------------------------
     def netconf(self, call: CniCall, *, require_network: bool = True) -> MultusNetConf:
@@ -146,6 +149,20 @@ class CniService:
             hotplug=hotplug,
         )
 
+    def _with_device_info_files(self, call: CniCall, planned: Sequence[PlannedAttachment]) -> list[PlannedAttachment]:
+        """Attachments with a device get their CNIDeviceInfoFile capability (device-info spec)."""
+        return [
+            replace(
+                att,
+                capability_args=with_device_info_file(
+                    att.capability_args,
+                    att.delegate.device_id,
+                    self._device_files.path_for(att.network_name, call.container_id, att.ifname),
+                ),
+            )
+            for att in planned
+        ]
+
     async def _save(self, record: AttachmentRecord) -> None:
         await asyncio.to_thread(self._records.save, record)
 
@@ -166,6 +183,7 @@ class CniService:
             runtime_config=netconf.runtime_config,
             extra_args=call.extra_args,
         )
+        planned = self._with_device_info_files(call, planned)
         existing = await asyncio.to_thread(self._records.load, call.container_id)
         if existing:
             # A repeated ADD for a container: undo the earlier attachments first so
@@ -173,7 +191,8 @@ class CniService:
             await self._delete_records(call, existing)
         done = await self._attach_all(call, planned)
         results = [r.result for r in done]
-        entries = self._statuses(planned, results)
+        device_infos = [await self._device_files.load(_device_info_file(a.capability_args)) for a in planned]
+        entries = self._statuses(planned, results, device_infos)
         if pod.namespace not in netconf.system_namespaces:
             await self._write_status(call, pod, entries, rollback=done)
         for att, result in zip(planned, results, strict=True):
@@ -194,6 +213,9 @@ class CniService:
         for att in planned:
             record = self._record(call, att)
             await self._save(record)
+            await self._device_files.prepare(
+                _device_info_file(att.capability_args), att.delegate.resource_name, att.delegate.device_id
+            )
             try:
                 result = await self._invoker.add(
                     att.delegate.config, self._target(call, att.ifname, att.add_args), att.capability_args
@@ -227,17 +249,20 @@ class CniService:
         return _rewrite_default_routes(result, att)
 
     def _statuses(
-        self, planned: Sequence[PlannedAttachment], results: Sequence[Mapping[str, Any] | None]
+        self,
+        planned: Sequence[PlannedAttachment],
+        results: Sequence[Mapping[str, Any] | None],
+        device_infos: Sequence[Mapping[str, Any] | None],
     ) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
-        for att, result in zip(planned, results, strict=True):
+        for att, result, device_info in zip(planned, results, device_infos, strict=True):
             entries.extend(
                 network_statuses(
                     result,
                     att.network_name,
                     att.ifname,
                     default=att.delegate.master,
-                    device_info=_device_info(att.delegate),
+                    device_info=device_info,
                 )
             )
         return entries
@@ -302,6 +327,7 @@ class CniService:
                 runtime_config=netconf.runtime_config,
                 extra_args=call.extra_args,
             )
+            planned = self._with_device_info_files(call, planned)
         except cni.CniError as err:
             log.info("DEL: no record and the pod's networks cannot be resolved", error=str(err))
             return []
@@ -317,6 +343,7 @@ class CniService:
             except cni.CniError as err:
                 log.warning("delegate DEL failed", network=record.network_name, ifname=record.ifname, error=str(err))
                 first = first or err
+            await self._device_files.remove(_device_info_file(record.capability_args))
             if record.origin != "upstream":
                 await asyncio.to_thread(self._records.remove, record.container_id, record.ifname)
         if first is not None and reason == "del":
@@ -482,10 +509,9 @@ def _valid_container_ids(conf: Mapping[str, Any]) -> set[str]:
     return {str(v.get("containerID")) for v in valid if isinstance(v, dict) and v.get("containerID")}
 
 
-def _device_info(delegate: Delegate) -> dict[str, Any] | None:
-    if not delegate.device_id:
-        return None
-    return {"type": "pci", "version": "1.1.0", "pci": {"pci-address": delegate.device_id}}
+def _device_info_file(capability_args: Mapping[str, Any]) -> str:
+    path = capability_args.get(CNI_DEVICE_INFO_CAPABILITY)
+    return path if isinstance(path, str) else ""
 
 
 def _rewrite_default_routes(result: dict[str, Any] | None, att: PlannedAttachment) -> dict[str, Any] | None:

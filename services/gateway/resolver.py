@@ -16,6 +16,7 @@ from typing import Any
 
 from services.common import cni
 from services.gateway.delegate import Delegate, load_delegate, with_cni_version
+from services.gateway.device_info import PodDevices
 from services.gateway.netconf import MultusNetConf
 from services.gateway.ports import Cluster, DeviceInfoSource
 from services.gateway.selection import (
@@ -103,7 +104,7 @@ class NetworkResolver:
         element: NetworkSelectionElement,
         netconf: MultusNetConf,
         pod: Any | None,
-        devices: dict[str, list[str]] | None,
+        devices: PodDevices | None,
         *,
         master: bool = False,
     ) -> Delegate:
@@ -122,22 +123,22 @@ class NetworkResolver:
                     f"and no config named {element.name!r} in confDir {netconf.conf_dir}",
                 )
             config = found
-        device_id, resource_name = "", ""
         resource_name = dict(nad.annotations).get(RESOURCE_NAME_ANNOTATION, "")
+        device_id = ""
         if resource_name and pod is not None and devices is not None:
-            ids = devices.get(resource_name) or []
-            if ids:
-                device_id = ids.pop(0)  # each NAD of that resource takes the next device
+            device_id = await devices.take(resource_name)  # each NAD of that resource takes the next device
         return load_delegate(config, element, device_id=device_id, resource_name=resource_name, master=master)
 
-    async def _devices(self, pod: Any | None) -> dict[str, list[str]] | None:
-        if pod is None or self._device_info is None:
-            return None
-        ids = await self._device_info.device_ids(pod.namespace, pod.name, pod.uid)
-        return {k: list(v) for k, v in ids.items()}
-
     # --- clusterNetwork / defaultNetworks ---
-    async def named_network(self, reference: str, netconf: MultusNetConf, *, master: bool) -> Delegate:
+    async def named_network(
+        self,
+        reference: str,
+        netconf: MultusNetConf,
+        *,
+        master: bool,
+        pod: Any | None = None,
+        devices: PodDevices | None = None,
+    ) -> Delegate:
         """A network named in the daemon config: a path, a file name, a NAD or a CNI config name."""
         config_dir = netconf.cni_config_dir or self._cni_config_dir
         if reference.startswith("/") or reference.startswith("."):
@@ -155,7 +156,7 @@ class NetworkResolver:
         namespace, _, name = reference.rpartition("/")
         element = NetworkSelectionElement(name=name, namespace=namespace or netconf.multus_namespace)
         try:
-            delegate = await self.nad_delegate(element, netconf, None, None, master=master)
+            delegate = await self.nad_delegate(element, netconf, pod, devices, master=master)
         except cni.CniError as nad_error:
             if nad_error.code == cni.TRY_AGAIN_LATER:
                 raise
@@ -170,25 +171,30 @@ class NetworkResolver:
             ) from nad_error
         return delegate
 
-    async def cluster_delegates(self, netconf: MultusNetConf, pod: Any | None) -> list[Delegate]:
+    async def cluster_delegates(
+        self, netconf: MultusNetConf, pod: Any | None, devices: PodDevices | None = None
+    ) -> list[Delegate]:
         """The cluster network (first, master) and, outside systemNamespaces, the defaultNetworks."""
         delegates: list[Delegate] = []
         if netconf.cluster_network:
-            delegates.append(await self.named_network(netconf.cluster_network, netconf, master=True))
+            delegates.append(
+                await self.named_network(netconf.cluster_network, netconf, master=True, pod=pod, devices=devices)
+            )
         else:
             for idx, raw in enumerate(netconf.raw_delegates):
                 delegates.append(load_delegate(raw, master=idx == 0))
         in_system_ns = pod is not None and pod.namespace in netconf.system_namespaces
         if pod is not None and not in_system_ns:
             for reference in netconf.default_networks:
-                delegates.append(await self.named_network(reference, netconf, master=False))
+                delegates.append(await self.named_network(reference, netconf, master=False, pod=pod, devices=devices))
         return delegates
 
     async def resolve(self, netconf: MultusNetConf, pod: Any | None, *, emit_missing: bool = True) -> Resolution:
         """All of a pod's delegates in attach order."""
         resolution = Resolution()
-        delegates = await self.cluster_delegates(netconf, pod)
-        devices = await self._devices(pod)
+        # One pod's devices, shared by every network of this ADD, so each takes its own.
+        devices = PodDevices(self._device_info, pod)
+        delegates = await self.cluster_delegates(netconf, pod, devices)
         if pod is not None:
             annotations = dict(pod.annotations)
             override = annotations.get(DEFAULT_NETWORK_ANNOTATION, "").strip()
@@ -217,7 +223,7 @@ class NetworkResolver:
         element: NetworkSelectionElement,
         netconf: MultusNetConf,
         pod: Any,
-        devices: dict[str, list[str]] | None,
+        devices: PodDevices | None,
         *,
         master: bool = False,
     ) -> Delegate:

@@ -19,12 +19,13 @@ from services.common.metrics import start_metrics_server
 from services.gateway.cache_client import CacheClient
 from services.gateway.cni_service import CniService
 from services.gateway.config_manager import ConfigManager
-from services.gateway.device_info import DevicePluginCheckpoint
+from services.gateway.device_info import DeviceInfoFiles, DevicePluginCheckpoint, KubeletDeviceInfo
 from services.gateway.dispatch import Dispatcher
 from services.gateway.executor_client import ExecutorClient
 from services.gateway.executor_runner import ExecutorRunner
 from services.gateway.http_api import Readiness, build_app, start_unix_site
 from services.gateway.invoke import NetworkInvoker
+from services.gateway.podresources import PodResourcesClient
 from services.gateway.records import RecordStore
 from services.gateway.resolver import NetworkResolver
 from services.gateway.servicer import GatewayServicer
@@ -39,9 +40,17 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     executor = ExecutorClient(config.executor_sockets or (config.grpc_socket("executor"),))
     cache = CacheClient(config.grpc_socket("cache"))
     invoker = NetworkInvoker(ExecutorRunner(executor, timeout=config.executor_timeout_seconds + 5.0))
-    resolver = NetworkResolver(cache, cni_config_dir=config.cni_config_dir, device_info=DevicePluginCheckpoint())
+    # Device IDs for NADs with a resourceName: the kubelet PodResources API, checkpoint as fallback.
+    pod_resources = PodResourcesClient(config.pod_resources_socket) if config.pod_resources_socket else None
+    device_info = KubeletDeviceInfo(pod_resources, DevicePluginCheckpoint(config.device_plugin_checkpoint))
+    resolver = NetworkResolver(cache, cni_config_dir=config.cni_config_dir, device_info=device_info)
     service = CniService(
-        config, cluster=cache, invoker=invoker, records=RecordStore(config.records_dir), resolver=resolver
+        config,
+        cluster=cache,
+        invoker=invoker,
+        records=RecordStore(config.records_dir),
+        resolver=resolver,
+        device_files=DeviceInfoFiles(config.device_info_dir),
     )
     dispatcher = Dispatcher(service)
     readiness = Readiness()
@@ -98,3 +107,5 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
             os.unlink(config.daemon_socket_path)
         await executor.close()
         await cache.close()
+        if pod_resources is not None:
+            await pod_resources.close()
