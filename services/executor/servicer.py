@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
 
 from services.api import cni_pb2, executor_pb2, executor_pb2_grpc
 from services.common.logs import get_logger, redact
-from services.executor import netlink
+from services.executor import metrics, netlink
 from services.executor.guard import caller_from_metadata, check_delete_allowed, check_exec_allowed
 from services.executor.rejection import Reason, Rejected
 from services.executor.runner import DelegateRunner, ExecRequest
@@ -40,6 +41,14 @@ async def _abort(context: Any, exc: Rejected) -> NoReturn:
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
+def _guarded(check: Callable[..., None], *args: Any) -> None:
+    try:
+        check(*args)
+    except Rejected as exc:
+        metrics.REJECTED.labels(reason=exc.reason.value).inc()
+        raise
+
+
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc]
     def __init__(self, runner: DelegateRunner, allow_operator_exec: bool) -> None:
         self.runner = runner
@@ -50,7 +59,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
     ) -> executor_pb2.ExecPluginResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         try:
-            check_exec_allowed(caller, request.command, self.allow_operator_exec)
+            _guarded(check_exec_allowed, caller, request.command, self.allow_operator_exec)
             outcome = await self.runner.run(
                 ExecRequest(
                     plugin=request.plugin,
@@ -103,7 +112,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
     ) -> executor_pb2.DeleteInterfaceResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         try:
-            check_delete_allowed(caller, self.allow_operator_exec)
+            _guarded(check_delete_allowed, caller, self.allow_operator_exec)
             netns = validate_netns(request.netns, "", self.runner.settings.netns_prefixes)
             ifname = validate_ifname(request.ifname)
             if ifname == "lo":

@@ -56,6 +56,10 @@ class ExecutorClient:
         for channel in self._channels:
             channel.get_state(try_to_connect=True)  # connect now, not on the first pod's ADD
 
+    def ready_executors(self) -> int:
+        """How many executors are connected right now (for the gateway's readiness and logs)."""
+        return sum(ch.get_state(try_to_connect=True) == _READY for ch in self._channels)
+
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (*context_metadata(), (CALLER_METADATA_KEY, GATEWAY_CALLER))
 

@@ -67,6 +67,12 @@ def test_default_sockets_come_from_the_config(tmp_path: Path) -> None:
 async def test_calls_are_spread_over_the_executors(pair: Pair) -> None:
     client = ExecutorClient(pair.sockets)
     try:
+        # Calls prefer connected executors: let both connect first.
+        for _ in range(200):
+            if client.ready_executors() == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert client.ready_executors() == 2
         conf = pair.conf(sleep={"DEL": 0.3})
         await asyncio.gather(*(client.exec_plugin(exec_request("DEL", conf), timeout=10) for _ in range(4)))
     finally:

@@ -165,9 +165,13 @@ def test_metrics_label_timeouts_plugin_errors_and_rejections(limited: tuple[Serv
         assert time.monotonic() - started < 2
         assert check({**base, "failOn": {"CHECK": {"code": 3}}}, 5, ns.path) == grpc.StatusCode.OK
         assert check(base, 5, "") == grpc.StatusCode.INVALID_ARGUMENT  # CHECK needs a netns
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ExecPlugin(executor_pb2.ExecPluginRequest(plugin="recorder", command="DEL"), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     samples = scrape(port)
     for result in ("timeout", "error"):
         key = f'multus_delegate_exec_duration_seconds_count{{command="CHECK",plugin="recorder",result="{result}"}}'
         assert samples[key] == 1, result
     assert samples['multus_executor_rejected_total{reason="invalid_argument"}'] == 1
+    assert samples['multus_executor_rejected_total{reason="permission_denied"}'] == 1
     assert len(recorded_calls(record_dir)) == 2
