@@ -83,7 +83,7 @@ class RunnerSettings:
         )
 
     def problems(self) -> list[str]:
-        """What keeps the executor from running delegates at all (health stays NOT_SERVING)."""
+        """What keeps the executor from running delegates at all (health is NOT_SERVING while any)."""
         found = []
         if self.chroot_dir and not self.chroot_program:
             found.append("chrootDir is set but no chroot program was found")

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
 import grpc
 
 from services.api import executor_pb2, executor_pb2_grpc
 from services.common.config import DaemonConfig
-from services.common.grpc_server import start_service
+from services.common.grpc_server import ServiceServer, start_service
 from services.common.logs import get_logger
 from services.executor.runner import DelegateRunner, RunnerSettings
 from services.executor.servicer import ExecutorServicer
 
 log = get_logger(__name__)
 
+HEALTH_INTERVAL = 2.0
 SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
+
+
+async def keep_health(settings: RunnerSettings, svc: ServiceServer) -> None:
+    """SERVING exactly while delegates can run (a chrootDir mounted late is picked up)."""
+    serving: bool | None = None
+    while True:
+        problems = settings.problems()
+        if (not problems) != serving:
+            serving = not problems
+            await svc.set_serving(serving)
+            if problems:
+                log.error("executor cannot run delegates", problems=problems)
+            else:
+                log.info("executor serving")
+        await asyncio.sleep(HEALTH_INTERVAL)
 
 
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
@@ -45,11 +62,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         log.warning("CNI bin dirs missing", bin_dirs=missing)
     if not settings.setpriv_program:
         log.warning("setpriv not found: plugins outlive an executor that dies mid-call")
-    problems = settings.problems()
-    if problems:
-        log.error("executor cannot run delegates", problems=problems)
-    else:
-        await svc.set_serving(True)
+    health = asyncio.create_task(keep_health(settings, svc))
     log.info(
         "executor ready",
         bin_dirs=list(settings.bin_dirs),
@@ -60,4 +73,5 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     try:
         await svc.wait_for_stop()
     finally:
+        health.cancel()
         await svc.stop()

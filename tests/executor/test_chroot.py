@@ -136,15 +136,17 @@ def test_a_plugin_missing_inside_the_root_fails_with_chroots_error(tmp_path: Pat
         proc.stop()
 
 
-def test_chroot_dir_that_does_not_exist_keeps_the_executor_not_serving(tmp_path: Path) -> None:
+def test_executor_is_not_serving_until_the_chroot_dir_exists(tmp_path: Path) -> None:
     from tests.support.services import start_service, wait_serving
 
-    inst, _, _ = make_executor_instance(tmp_path, chrootDir=str(tmp_path / "missing"))
+    inst, _, _ = make_executor_instance(tmp_path, chrootDir=str(tmp_path / "hostroot"))
     proc = start_service(inst, "executor")
     try:
         with pytest.raises(TimeoutError):
-            wait_serving(inst.grpc_socket("executor"), timeout=2)
+            wait_serving(inst.grpc_socket("executor"), timeout=1.5)
         assert os.path.exists(inst.grpc_socket("executor"))
         assert "chrootDir" in proc.log()
+        (tmp_path / "hostroot").mkdir()  # the host root is mounted late
+        wait_serving(inst.grpc_socket("executor"), timeout=5)
     finally:
         proc.stop()

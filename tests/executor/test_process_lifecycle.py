@@ -176,3 +176,18 @@ def test_unknown_commands_are_refused(executor: Executor) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         executor.exec(plugin="recorder", command="ADD; rm -rf /", config=executor.recorder_conf())
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_output_cap_is_configurable(tmp_path: Path) -> None:
+    inst, _, record_dir = make_executor_instance(tmp_path, executorMaxOutputBytes=1024)
+    proc = launch_executor(inst)
+    try:
+        with grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}") as channel:
+            stub = executor_pb2_grpc.ExecutorStub(channel)
+            for size, failed in ((1024, False), (1025, True)):
+                conf = {"cniVersion": "1.0.0", "recordDir": str(record_dir), "hugeOutput": size}
+                req = executor_pb2.ExecPluginRequest(plugin="recorder", command="DEL", config=json.dumps(conf).encode())
+                resp = stub.ExecPlugin(req, timeout=10, metadata=GATEWAY)
+                assert resp.HasField("error") is failed, size
+    finally:
+        proc.stop()
