@@ -15,6 +15,8 @@ Keys read from its network config (stdin):
   stderr         write this text to stderr before answering
   ip             address (CIDR) for the fabricated ADD result (default 10.99.0.2/24)
   supportedVersions  list answered to VERSION (default 0.3.0 .. 1.1.0)
+  deviceInfo     on ADD, write this object to runtimeConfig.CNIDeviceInfoFile unless that
+                 file already exists (as SR-IOV CNI does under the device-info spec)
 Without failures it answers ADD with a result (passing prevResult through when
 chained), and CHECK/DEL/STATUS/GC with nothing.
 """
@@ -84,6 +86,11 @@ def main() -> int:
         sys.stdout.write("x" * int(huge))
         return 0
     if command == "ADD":
+        info_file = (conf.get("runtimeConfig") or {}).get("CNIDeviceInfoFile")
+        if conf.get("deviceInfo") and info_file and not os.path.exists(info_file):
+            os.makedirs(os.path.dirname(info_file), exist_ok=True)
+            with open(info_file, "w") as out:
+                out.write(json.dumps(conf["deviceInfo"]))
         prev = conf.get("prevResult")
         if prev:
             print(json.dumps(prev))
