@@ -60,16 +60,21 @@ def test_bridge_add_check_del_in_a_real_netns(executor: Executor, tmp_path: Path
 
 
 def test_a_real_plugin_failure_comes_back_as_its_cni_error_object(executor: Executor) -> None:
-    with netns("exe") as ns:
-        # The bridge plugin refuses an unknown CNI version with code 1 (incompatible version).
-        conf = {"cniVersion": "9.9.9", "name": "bad", "type": "bridge", "bridge": unique_name("exb")}
-        resp = executor.exec(
-            plugin="bridge", command="ADD", container_id="c1", netns=ns.path, ifname="net1", config=conf
-        )
-        assert resp.exit_code != 0
-        assert resp.error.code == 1, resp.error
-        assert "9.9.9" in resp.error.msg + resp.error.details
-        assert "net1" not in ns.links()
+    bridge = unique_name("exb")
+    try:
+        with netns("exe") as ns:
+            # The bridge plugin refuses an unknown CNI version with code 1 (incompatible version).
+            conf = {"cniVersion": "9.9.9", "name": "bad", "type": "bridge", "bridge": bridge}
+            resp = executor.exec(
+                plugin="bridge", command="ADD", container_id="c1", netns=ns.path, ifname="net1", config=conf
+            )
+            assert resp.exit_code != 0
+            assert resp.error.code == 1, resp.error
+            assert "9.9.9" in resp.error.msg + resp.error.details
+            assert "net1" not in ns.links()
+    finally:
+        if host_link_exists(bridge):
+            ip("link", "delete", bridge, check=False)
 
 
 def test_recorder_error_object_keeps_code_msg_and_details(executor: Executor) -> None:
