@@ -49,40 +49,53 @@ def _kcm_argv() -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
 
-def _relaunch_kcm(argv: list[str]) -> None:
-    """Stop the recorded kube-controller-manager and start `argv` the way start.sh does
-    (new session, pid recorded by the child), then wait for /healthz."""
+def _port_of(argv: list[str]) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith("--secure-port="))
+
+
+def _swap_kcm(argv: list[str]) -> None:
+    """Replace the recorded kube-controller-manager with `argv` without a moment in
+    which the pid file names a dead process (start.sh, run by other sessions' test
+    fixtures, would take that for a broken control plane and restart all of it):
+    the new one starts first on its own port and takes over the pid file in one
+    rename, and only then is the old one stopped."""
     old = int(KCM_PID.read_text())
-    os.kill(old, signal.SIGTERM)
-    wait_for(lambda: not Path(f"/proc/{old}").exists(), 30, what="kube-controller-manager to stop")
     with KCM_LOG.open("ab") as log:
         subprocess.Popen(
-            ["setsid", "bash", "-c", 'echo $$ > "$0"; exec "$@"', str(KCM_PID), *argv],
+            ["setsid", "bash", "-c", 'echo $$ > "$0.new" && mv "$0.new" "$0" && exec "$@"', str(KCM_PID), *argv],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
         )
+    port = _port_of(argv)
 
     def healthy() -> bool:
-        probe = ["curl", "-sf", "--max-time", "2", "--cacert", str(PKI / "ca.crt"), "https://127.0.0.1:10257/healthz"]
-        return subprocess.run(probe, capture_output=True).returncode == 0
+        url = f"https://127.0.0.1:{port}/healthz"
+        probe = ["curl", "-sf", "--max-time", "2", "--cacert", str(PKI / "ca.crt"), url]
+        return int(KCM_PID.read_text()) != old and subprocess.run(probe, capture_output=True).returncode == 0
 
-    wait_for(healthy, 60, interval=0.5, what="kube-controller-manager /healthz")
+    wait_for(healthy, 60, interval=0.5, what=f"kube-controller-manager /healthz on {port}")
+    os.kill(old, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{old}").exists(), 30, what="the previous kube-controller-manager to stop")
 
 
 @contextlib.contextmanager
 def short_lived_signer(duration: str = "6m") -> Iterator[None]:
     original = _kcm_argv()
-    changed = [
-        a if not a.startswith("--cluster-signing-duration=") else f"--cluster-signing-duration={duration}"
-        for a in original
-    ]
-    _relaunch_kcm(changed)
+    other_port = "10259" if _port_of(original) != "10259" else "10258"
+    changed = []
+    for arg in original:
+        if arg.startswith("--cluster-signing-duration="):
+            arg = f"--cluster-signing-duration={duration}"
+        elif arg.startswith("--secure-port="):
+            arg = f"--secure-port={other_port}"
+        changed.append(arg)
+    _swap_kcm(changed)
     try:
         yield
     finally:
-        _relaunch_kcm(original)
+        _swap_kcm(original)
 
 
 class ReloadingClient:
@@ -138,6 +151,8 @@ class ReloadingClient:
                 if exc.status == 401:
                     self.unauthorized += 1
                 self.errors.append(f"{exc.status} {exc.reason}")
+            except Exception as exc:  # the API server itself unreachable: not a credential failure
+                self.errors.append(type(exc).__name__)
 
 
 @pytest.mark.timeout(900)
