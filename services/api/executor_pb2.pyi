@@ -102,3 +102,25 @@ class DeleteInterfaceResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class SetDefaultRoutesRequest(_message.Message):
+    __slots__ = ("netns", "ifname", "drop_ipv4", "drop_ipv6", "gateways")
+    NETNS_FIELD_NUMBER: _ClassVar[int]
+    IFNAME_FIELD_NUMBER: _ClassVar[int]
+    DROP_IPV4_FIELD_NUMBER: _ClassVar[int]
+    DROP_IPV6_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    netns: str
+    ifname: str
+    drop_ipv4: bool
+    drop_ipv6: bool
+    gateways: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, netns: _Optional[str] = ..., ifname: _Optional[str] = ..., drop_ipv4: _Optional[bool] = ..., drop_ipv6: _Optional[bool] = ..., gateways: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetDefaultRoutesResponse(_message.Message):
+    __slots__ = ("removed", "added")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    removed: _containers.RepeatedCompositeFieldContainer[Route]
+    added: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, removed: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., added: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...

@@ -50,6 +50,11 @@ class ExecutorStub:
                 request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.DeleteInterfaceRequest.SerializeToString,
                 response_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.DeleteInterfaceResponse.FromString,
                 _registered_method=True)
+        self.SetDefaultRoutes = channel.unary_unary(
+                '/multus.executor.v1.Executor/SetDefaultRoutes',
+                request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesRequest.SerializeToString,
+                response_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServicer:
@@ -76,6 +81,23 @@ class ExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDefaultRoutes(self, request, context):
+        """Default-route handling for one attachment (the `default-route` network
+        selection element), in the main routing table of `netns`: for each
+        address family marked to drop, and for the family of each gateway, the
+        default routes whose interface is `ifname` are removed; then a default
+        route via each gateway is added on `ifname`. Repeating a call converges
+        to the same routes. Reserved for the gateway (operator guard) like
+        DeleteInterface. INVALID_ARGUMENT for a bad netns path, interface name or
+        gateway (not an IP, unspecified, multicast, two of one family),
+        NOT_FOUND when the interface does not exist, FAILED_PRECONDITION when
+        the kernel refuses the route (gateway not reachable through the
+        interface, interface down, a default route via another interface).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +115,11 @@ def add_ExecutorServicer_to_server(servicer, server):
                     servicer.DeleteInterface,
                     request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.DeleteInterfaceRequest.FromString,
                     response_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.DeleteInterfaceResponse.SerializeToString,
+            ),
+            'SetDefaultRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDefaultRoutes,
+                    request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesRequest.FromString,
+                    response_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +203,33 @@ class Executor:
             '/multus.executor.v1.Executor/DeleteInterface',
             multus_dot_executor_dot_v1_dot_executor__pb2.DeleteInterfaceRequest.SerializeToString,
             multus_dot_executor_dot_v1_dot_executor__pb2.DeleteInterfaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDefaultRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multus.executor.v1.Executor/SetDefaultRoutes',
+            multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesRequest.SerializeToString,
+            multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

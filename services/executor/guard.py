@@ -2,8 +2,8 @@
 
 The gateway's client marks its calls with gRPC metadata
 `x-multus-caller: gateway`. Anything else (a person with grpcurl, a script) is
-an operator call: ExecPlugin (other than VERSION, which has no side effects)
-and DeleteInterface are refused with PERMISSION_DENIED unless
+an operator call: ExecPlugin (other than VERSION, which has no side effects),
+DeleteInterface and SetDefaultRoutes are refused with PERMISSION_DENIED unless
 `executorAllowOperatorExec` is true; ListInterfaces is read-only and always
 allowed. The socket is root-only (0600), so this is a policy against
 accidents, not a boundary against root: whoever can connect can also send
@@ -46,5 +46,16 @@ def check_delete_allowed(caller: str, allow_operator_exec: bool) -> None:
     raise Rejected(
         Reason.DENIED,
         "deleting interfaces through the executor is reserved for the gateway; "
+        "set executorAllowOperatorExec to allow operators",
+    )
+
+
+def check_route_change_allowed(caller: str, allow_operator_exec: bool) -> None:
+    """Same rule as DeleteInterface: changing a pod's routes is the gateway's business."""
+    if caller == GATEWAY_CALLER or allow_operator_exec:
+        return
+    raise Rejected(
+        Reason.DENIED,
+        "changing a pod's default routes through the executor is reserved for the gateway; "
         "set executorAllowOperatorExec to allow operators",
     )

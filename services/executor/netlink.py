@@ -1,6 +1,6 @@
 """Netlink in a container's network namespace, through pyroute2: list its
-interfaces, addresses and routes (CHECK, debugging) and delete one interface
-(GC's last resort).
+interfaces, addresses and routes (CHECK, debugging), delete one interface
+(GC's last resort) and move the default routes (`default-route`).
 
 Python 3.11 has no os.setns and pyroute2's own netns support forks, which is
 unsafe in a process with gRPC's threads. Network namespaces are per thread on
@@ -12,6 +12,7 @@ ours, and does the work; a thread that could not return dies with it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -22,9 +23,18 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netns import setns
 
+from services.executor.rejection import Reason, Rejected
+from services.executor.validation import GatewayAddress
+
 T = TypeVar("T")
 
 _ENODEV = 19
+_AF_INET = 2
+_AF_INET6 = 10
+_MAIN_TABLE = 254
+_DEFAULT_DESTINATION = {_AF_INET: "0.0.0.0/0", _AF_INET6: "::/0"}
+# Kernel answers to a route add that mean "not through this interface".
+_UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL})
 
 
 @dataclass(frozen=True)
@@ -153,3 +163,95 @@ async def delete_interface(netns_path: str, ifname: str) -> bool:
         return True
 
     return await run_in_netns(netns_path, delete)
+
+
+@dataclass(frozen=True)
+class DefaultRouteChange:
+    removed: tuple[Route, ...] = ()
+    added: tuple[Route, ...] = ()
+
+
+def _family(address: GatewayAddress) -> int:
+    return _AF_INET if address.version == 4 else _AF_INET6
+
+
+def _default_routes(ipr: IPRoute, family: int, index: int | None = None) -> list[Any]:
+    """The main table's default routes of `family` (through link `index`, when given).
+    A multipath route has no single interface and is left alone."""
+    routes = []
+    for route in ipr.get_routes(family=family, table=_MAIN_TABLE):
+        if route["dst_len"] != 0:
+            continue
+        oif = route.get_attr("RTA_OIF")
+        if index is None or (oif is not None and int(oif) == index):
+            routes.append(route)
+    return routes
+
+
+def _replace_default_routes(
+    ipr: IPRoute, ifname: str, drop_families: frozenset[int], gateways: tuple[GatewayAddress, ...]
+) -> DefaultRouteChange:
+    indexes = ipr.link_lookup(ifname=ifname)
+    if not indexes:
+        raise Rejected(Reason.NOT_FOUND, f"interface {ifname!r} not found in the netns")
+    index = int(indexes[0])
+    removed: list[Route] = []
+    # A gateway's family is cleared on this link first: the kernel refuses a second
+    # default route of one family and metric (EEXIST), even through the same link.
+    for family in sorted(drop_families | {_family(gw) for gw in gateways}):
+        for route in _default_routes(ipr, family, index):
+            gateway = route.get_attr("RTA_GATEWAY")
+            try:
+                ipr.route(
+                    "del",
+                    family=family,
+                    dst_len=0,
+                    table=_MAIN_TABLE,
+                    oif=index,
+                    priority=int(route.get_attr("RTA_PRIORITY") or 0),
+                    **({"gateway": gateway} if gateway else {}),
+                )
+            except NetlinkError as exc:
+                if exc.code != errno.ESRCH:  # gone already: someone else's change, same outcome
+                    raise
+            removed.append(Route(_DEFAULT_DESTINATION[family], str(gateway or ""), ifname))
+    added: list[Route] = []
+    for gw in gateways:
+        family = _family(gw)
+        try:
+            ipr.route("add", family=family, dst_len=0, table=_MAIN_TABLE, oif=index, gateway=str(gw))
+        except NetlinkError as exc:
+            raise _route_refused(ipr, exc, family, ifname, gw) from None
+        added.append(Route(_DEFAULT_DESTINATION[family], str(gw), ifname))
+    return DefaultRouteChange(tuple(removed), tuple(added))
+
+
+def _route_refused(ipr: IPRoute, exc: NetlinkError, family: int, ifname: str, gw: GatewayAddress) -> Exception:
+    """The kernel's refusal of a default route, as something the caller can act on."""
+    if exc.code == errno.EEXIST:
+        names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}
+        others = [
+            f"default via {r.get_attr('RTA_GATEWAY') or '-'} dev {names.get(int(r.get_attr('RTA_OIF') or 0), '?')}"
+            for r in _default_routes(ipr, family)
+        ]
+        return Rejected(
+            Reason.PRECONDITION,
+            f"cannot add default route via {gw} on {ifname}: another default route exists ({'; '.join(others)})",
+        )
+    if exc.code in _UNREACHABLE:
+        return Rejected(Reason.PRECONDITION, f"gateway {gw} is not reachable through {ifname}")
+    if exc.code == errno.ENETDOWN:
+        return Rejected(Reason.PRECONDITION, f"interface {ifname} is down")
+    if exc.code == _ENODEV:
+        return Rejected(Reason.NOT_FOUND, f"interface {ifname!r} disappeared from the netns")
+    unexpected: Exception = exc  # pyroute2 is untyped
+    return unexpected
+
+
+async def set_default_routes(
+    netns_path: str, ifname: str, *, drop_ipv4: bool, drop_ipv6: bool, gateways: tuple[GatewayAddress, ...]
+) -> DefaultRouteChange:
+    """Drop the IPv4/IPv6 default routes through `ifname` (always those of each gateway's
+    family), then route each family's default via its gateway on `ifname`."""
+    drop = frozenset(family for family, wanted in ((_AF_INET, drop_ipv4), (_AF_INET6, drop_ipv6)) if wanted)
+    return await run_in_netns(netns_path, lambda ipr: _replace_default_routes(ipr, ifname, drop, gateways))

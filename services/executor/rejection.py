@@ -10,10 +10,11 @@ import enum
 
 class Reason(enum.Enum):
     INVALID = "invalid_argument"  # bad plugin name, netns path, command, env
-    NOT_FOUND = "not_found"  # plugin not in any bin dir
+    NOT_FOUND = "not_found"  # plugin not in any bin dir, interface not in the netns
     DENIED = "permission_denied"  # operator exec while disabled
     DEADLINE = "deadline_exceeded"  # the caller's deadline (or executorTimeoutSeconds) passed
     UNAVAILABLE = "unavailable"  # the executor cannot run anything (e.g. chroot program missing)
+    PRECONDITION = "failed_precondition"  # the netns refuses a change (unreachable gateway, route conflict)
 
 
 class Rejected(Exception):

@@ -6,14 +6,20 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
+from pyroute2.netlink.exceptions import NetlinkError
 
 from services.api import cni_pb2, executor_pb2, executor_pb2_grpc
 from services.common.logs import get_logger, redact
 from services.executor import metrics, netlink
-from services.executor.guard import caller_from_metadata, check_delete_allowed, check_exec_allowed
+from services.executor.guard import (
+    caller_from_metadata,
+    check_delete_allowed,
+    check_exec_allowed,
+    check_route_change_allowed,
+)
 from services.executor.rejection import Reason, Rejected
 from services.executor.runner import DelegateRunner, ExecRequest
-from services.executor.validation import validate_ifname, validate_netns
+from services.executor.validation import validate_gateways, validate_ifname, validate_netns
 
 log = get_logger(__name__)
 
@@ -23,6 +29,7 @@ _STATUS = {
     Reason.DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Reason.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
     Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
 }
 # Answer a little before the caller's deadline, so it learns the plugin was
 # killed instead of just timing out itself.
@@ -124,3 +131,35 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
             await context.abort(grpc.StatusCode.INTERNAL, redact(f"netlink: {exc}"))
         log.info("interface deleted" if deleted else "interface already absent", netns=netns, ifname=ifname)
         return executor_pb2.DeleteInterfaceResponse(deleted=deleted)
+
+    async def SetDefaultRoutes(
+        self, request: executor_pb2.SetDefaultRoutesRequest, context: Any
+    ) -> executor_pb2.SetDefaultRoutesResponse:
+        caller = caller_from_metadata(context.invocation_metadata())
+        try:
+            _guarded(check_route_change_allowed, caller, self.allow_operator_exec)
+            netns = validate_netns(request.netns, "", self.runner.settings.netns_prefixes)
+            ifname = validate_ifname(request.ifname)
+            gateways = validate_gateways(request.gateways)
+            change = await netlink.set_default_routes(
+                netns, ifname, drop_ipv4=request.drop_ipv4, drop_ipv6=request.drop_ipv6, gateways=gateways
+            )
+        except Rejected as exc:
+            log.info("default routes refused", netns=request.netns, ifname=request.ifname, reason=exc.message)
+            await _abort(context, exc)
+        except (OSError, NetlinkError) as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, redact(f"netlink: {exc}"))
+        log.info(
+            "default routes set",
+            netns=netns,
+            ifname=ifname,
+            removed=[f"{r.destination} via {r.gateway or '-'}" for r in change.removed],
+            added=[f"{r.destination} via {r.gateway}" for r in change.added],
+        )
+        return executor_pb2.SetDefaultRoutesResponse(
+            removed=[_route(r) for r in change.removed], added=[_route(r) for r in change.added]
+        )
+
+
+def _route(route: netlink.Route) -> executor_pb2.Route:
+    return executor_pb2.Route(destination=route.destination, gateway=route.gateway, ifname=route.ifname)

@@ -1,11 +1,12 @@
 """Checks on everything a caller sends the executor: plugin names, CNI commands,
-netns paths, environment entries. Pure functions over strings, plus the two
+netns paths, environment entries, default-route gateways. Pure functions over strings, plus the two
 filesystem looks they need (finding a plugin, proving a path is a netns)."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import ipaddress
 import os
 import re
 import stat
@@ -131,3 +132,28 @@ def validate_ifname(name: str) -> str:
     if not _IFNAME.fullmatch(name) or name in (".", ".."):
         raise Rejected(Reason.INVALID, f"invalid interface name {name!r}")
     return name
+
+
+GatewayAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def validate_gateways(gateways: Iterable[str]) -> tuple[GatewayAddress, ...]:
+    """Default-route gateways: unicast IP addresses, at most one per family (the
+    kernel would take a second as ECMP, which Multus's `default-route` refuses)."""
+    parsed: list[GatewayAddress] = []
+    for text in gateways:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise Rejected(Reason.INVALID, f"gateway {text!r} is not an IP address") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            raise Rejected(Reason.INVALID, f"gateway {text!r}: a zone is implied by the interface, do not give one")
+        if address.is_unspecified or address.is_multicast or address.is_loopback or address == _LIMITED_BROADCAST:
+            raise Rejected(Reason.INVALID, f"gateway {text!r} is not a unicast address")
+        if any(other.version == address.version for other in parsed):
+            raise Rejected(
+                Reason.INVALID, f"more than one IPv{address.version} gateway: ECMP default routes are not supported"
+            )
+        parsed.append(address)
+    return tuple(parsed)

@@ -5,7 +5,6 @@ delegate calls. This is where plan (pure), execute (executor) and report
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import time
@@ -16,6 +15,7 @@ from typing import Any
 from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger
+from services.gateway.default_route import reports_interface, rewrite_default_routes
 from services.gateway.delegate import load_delegate, with_cni_version
 from services.gateway.device_info import CNI_DEVICE_INFO_CAPABILITY, DeviceInfoFiles, with_device_info_file
 from services.gateway.invoke import NetworkInvoker, Target
@@ -241,12 +241,16 @@ class CniService:
     ) -> dict[str, Any] | None:
         if not (att.drop_default_v4 or att.drop_default_v6 or att.default_gateways):
             return result
+        if not reports_interface(result):
+            return result  # as upstream: no interface or address reported, no routes to move
         if self._routes is None:
             raise cni.CniError(cni.UNSUPPORTED_FIELD, "default-route is not available: no route editor configured")
         await self._routes.replace_default_routes(
             call.netns, att.ifname, att.drop_default_v4, att.drop_default_v6, att.default_gateways
         )
-        return _rewrite_default_routes(result, att)
+        return rewrite_default_routes(
+            result, drop_v4=att.drop_default_v4, drop_v6=att.drop_default_v6, gateways=att.default_gateways
+        )
 
     def _statuses(
         self,
@@ -512,31 +516,6 @@ def _valid_container_ids(conf: Mapping[str, Any]) -> set[str]:
 def _device_info_file(capability_args: Mapping[str, Any]) -> str:
     path = capability_args.get(CNI_DEVICE_INFO_CAPABILITY)
     return path if isinstance(path, str) else ""
-
-
-def _rewrite_default_routes(result: dict[str, Any] | None, att: PlannedAttachment) -> dict[str, Any] | None:
-    """Keep the stored result in line with the routes we changed (CHECK compares against it)."""
-    if result is None:
-        return None
-    out: dict[str, Any] = json.loads(json.dumps(result))
-    routes = []
-    for route in out.get("routes") or []:
-        dst = str(route.get("dst", ""))
-        family = 6 if ":" in dst else 4
-        is_default = dst in ("0.0.0.0/0", "::/0")
-        if is_default and ((family == 4 and att.drop_default_v4) or (family == 6 and att.drop_default_v6)):
-            continue
-        if is_default and any(ipaddress.ip_address(gw).version == family for gw in att.default_gateways):
-            continue
-        routes.append(route)
-    for gw in att.default_gateways:
-        family = ipaddress.ip_address(gw).version
-        routes.append({"dst": "0.0.0.0/0" if family == 4 else "::/0", "gw": gw})
-    if routes:
-        out["routes"] = routes
-    else:
-        out.pop("routes", None)
-    return out
 
 
 def now() -> float:

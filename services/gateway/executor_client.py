@@ -5,8 +5,9 @@ single `<runDir>/grpc/executor.sock`). Calls go round-robin to an executor
 that is ready; when none is, a call waits (within its deadline) for the first
 that becomes ready, so a restarting executor is ridden out. A call in flight
 when its executor dies is retried on another (or the restarted) executor if
-it is safe to repeat (DEL, CHECK, STATUS, GC, VERSION, netlink calls); an ADD
-in flight fails with CNI code 11 and the gateway rolls the attachment back.
+it is safe to repeat (DEL, CHECK, STATUS, GC, VERSION, netlink calls including
+SetDefaultRoutes); an ADD in flight fails with CNI code 11 and the gateway
+rolls the attachment back.
 Every call carries the `x-multus-caller: gateway` marker the executor's
 operator guard looks for.
 """
@@ -156,6 +157,25 @@ class ExecutorClient:
         req = executor_pb2.DeleteInterfaceRequest(netns=netns, ifname=ifname)
         return await self._call(
             lambda stub: stub.DeleteInterface, req, timeout, repeatable=True, what="DeleteInterface"
+        )
+
+    async def set_default_routes(
+        self,
+        netns: str,
+        ifname: str,
+        *,
+        drop_ipv4: bool,
+        drop_ipv6: bool,
+        gateways: Sequence[str],
+        timeout: float,
+    ) -> executor_pb2.SetDefaultRoutesResponse:
+        """Move a pod's default routes (the `default-route` selection); safe to repeat,
+        since a repeated call converges to the same routes."""
+        req = executor_pb2.SetDefaultRoutesRequest(
+            netns=netns, ifname=ifname, drop_ipv4=drop_ipv4, drop_ipv6=drop_ipv6, gateways=list(gateways)
+        )
+        return await self._call(
+            lambda stub: stub.SetDefaultRoutes, req, timeout, repeatable=True, what="SetDefaultRoutes"
         )
 
     async def close(self) -> None:

@@ -22,6 +22,7 @@ from services.gateway.config_manager import ConfigManager
 from services.gateway.device_info import DeviceInfoFiles, DevicePluginCheckpoint, KubeletDeviceInfo
 from services.gateway.dispatch import Dispatcher
 from services.gateway.executor_client import ExecutorClient
+from services.gateway.executor_routes import ExecutorRouteEditor
 from services.gateway.executor_runner import ExecutorRunner
 from services.gateway.http_api import Readiness, build_app, start_unix_site
 from services.gateway.invoke import NetworkInvoker
@@ -50,6 +51,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         invoker=invoker,
         records=RecordStore(config.records_dir),
         resolver=resolver,
+        routes=ExecutorRouteEditor(executor, timeout=config.executor_timeout_seconds + 5.0),
         device_files=DeviceInfoFiles(config.device_info_dir),
     )
     dispatcher = Dispatcher(service)
