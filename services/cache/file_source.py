@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from services.cache.objects import (
 )
 from services.cache.source import PodEvent, StatusWrite
 from services.cache.store import ObjectStore
+from services.common.files import write_atomic
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -187,10 +187,7 @@ class FileSource:
             {"namespace": ns, "name": name, "uid": uid, "networkStatus": status}
             for (ns, name), (uid, status) in sorted(self._statuses.items())
         ]
-        path = self.state_dir / STATUS_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries, indent=1))
-        os.replace(tmp, path)
+        write_atomic(str(self.state_dir / STATUS_FILE), json.dumps(entries, indent=1), durable=False)
 
     # --- source API ---
     async def live_pod(self, namespace: str, name: str) -> CachedPod | None:

@@ -9,11 +9,16 @@ import os
 import tempfile
 
 
-def write_atomic(path: str, data: bytes | str, mode: int = 0o600, dir_mode: int = 0o700) -> None:
+def write_atomic(
+    path: str, data: bytes | str, mode: int = 0o600, dir_mode: int = 0o700, *, durable: bool = True
+) -> None:
     """Replace `path` with `data` (temp file in the same directory, fsync, rename, fsync the directory).
 
     The temp file is hidden and ends in random characters, so a CNI runtime
     scanning the directory for .conf/.conflist/.json never picks it up.
+    `durable=False` skips both fsyncs: the rename alone is atomic against a
+    crashed process, which is all that per-pod scratch state on the CNI hot
+    path needs (a power loss takes the pod's network namespace with it).
     """
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=dir_mode, exist_ok=True)
@@ -23,13 +28,16 @@ def write_atomic(path: str, data: bytes | str, mode: int = 0o600, dir_mode: int 
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common import cni
+from services.common.files import write_atomic
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 RECORD_VERSION = 1
@@ -69,22 +68,6 @@ class AttachmentRecord:
         return cls(**{k: v for k, v in obj.items() if k in known})
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 class RecordStore:
     """Blocking file I/O: call through asyncio.to_thread from the event loop."""
 
@@ -96,7 +79,10 @@ class RecordStore:
         return self.root / container_id
 
     def save(self, record: AttachmentRecord) -> None:
-        _atomic_write(self._dir(record.container_id) / f"{record.ifname}.json", record.to_json())
+        # Not fsynced: rename is atomic against a crash of this process, and the
+        # records, like host-local's own store, describe state a reboot discards.
+        path = self._dir(record.container_id) / f"{record.ifname}.json"
+        write_atomic(str(path), record.to_json(), durable=False)
 
     def load(self, container_id: str) -> list[AttachmentRecord]:
         """The container's records in attach order (empty when none)."""
