@@ -74,6 +74,8 @@ def setup_logging(
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(message)s"))
     root.setLevel(_LEVELS.get(level.lower(), "INFO"))
+    # grpc.aio logs "Loaded running loop" at DEBUG on every call: noise, even at our debug level.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(logging.INFO)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
