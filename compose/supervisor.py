@@ -156,11 +156,17 @@ async def supervise(
         for svc in supervised:
             await svc.spawn()
             watchers.append(asyncio.create_task(svc.keep_running()))
-            # Later services ride out a slow peer (wait_for_ready), so a slow start is logged, not fatal.
-            if not await wait_serving(svc.socket_path, start_timeout):
-                log.warning("service not SERVING yet; continuing", child=svc.name, timeout_seconds=start_timeout)
+            # Later services ride out a slow peer (wait_for_ready), so a slow start is logged, not
+            # fatal; a stop request during start-up is honoured at once.
+            serving = asyncio.create_task(wait_serving(svc.socket_path, start_timeout))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             if stop.is_set():
+                serving.cancel()
                 break
+            if not serving.result():
+                log.warning("service not SERVING yet; continuing", child=svc.name, timeout_seconds=start_timeout)
         log.info("all services started", services=[s.name for s in supervised])
         await stop.wait()
     finally:

@@ -1,0 +1,83 @@
+"""The local supervisor: start order, health, and a clean stop of every child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.services import REPO, Instance, wait_serving
+
+SERVICES = ("certs", "cache", "executor", "gateway")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # field 4 (after the parenthesised command) is the parent pid
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def test_starts_all_four_and_stops_them_cleanly(instance: Instance) -> None:
+    log = (instance.root / "supervisor.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compose.supervisor", "--config", str(instance.config_path)],
+        cwd=REPO,
+        stderr=log,
+        env={**os.environ, "MULTUS_NODE_NAME": "node-a"},
+        start_new_session=True,
+    )
+    try:
+        for service in SERVICES:
+            wait_serving(instance.grpc_socket(service), timeout=60, service="liveness")
+        children = _children(proc.pid)
+        assert len(children) == len(SERVICES)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+        assert not [s for s in SERVICES if os.path.exists(instance.grpc_socket(s))]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_unknown_service_name_is_refused(instance: Instance) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "compose.supervisor", "--config", str(instance.config_path), "--services", "nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "unknown services: nope" in result.stderr
+
+
+def test_bad_config_is_reported_not_a_traceback(instance: Instance) -> None:
+    instance.config_path.write_text("{broken")
+    result = subprocess.run(
+        [sys.executable, "-m", "compose.supervisor", "--config", str(instance.config_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "cannot read daemon config" in result.stderr
+    assert "Traceback" not in result.stderr
