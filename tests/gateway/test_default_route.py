@@ -17,76 +17,53 @@ import pytest
 from services.common.cni import CniError
 from services.gateway.executor_client import ExecutorClient
 from services.gateway.executor_routes import ExecutorRouteEditor
-from tests.gateway.conftest import GatewayNode, base_nads, nad, new_container_id
-from tests.support.netns import Netns, netns, unique_name, veth_pair
-from tests.support.plugins import make_bin_dir
-from tests.support.services import make_instance, running_services
+from tests.gateway.conftest import GatewayNode, nad, new_container_id
+from tests.support.netns import Netns
+
+DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
 
 
-def dual_stack_cluster(node: GatewayNode) -> dict[str, Any]:
-    """A bridge cluster network that installs IPv4 and IPv6 default routes on eth0."""
-    return {
-        "cniVersion": "1.0.0",
-        "name": "dr-cluster",
-        "plugins": [
+def bridge_network(
+    node: GatewayNode, name: str, bridge_suffix: str, ipam: dict[str, Any], **keys: Any
+) -> dict[str, Any]:
+    """A bridge NAD whose host-local IPAM also routes the default."""
+    config = {"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": node.bridge + bridge_suffix, **keys}
+    config["ipam"] = {"type": "host-local", "dataDir": str(node.ipam_dir), **ipam}
+    return nad(name, config)
+
+
+def dr_networks(node: GatewayNode) -> list[dict[str, Any]]:
+    return [
+        # the cluster network pods pick with the default-network annotation: IPv4 and IPv6 defaults on eth0
+        bridge_network(
+            node,
+            "dr-cluster",
+            "d",
             {
-                "type": "bridge",
-                "bridge": node.bridge,
-                "isGateway": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": "10.40.0.0/24"}], [{"subnet": "fd00:40::/64"}]],
-                    "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
-                    "dataDir": str(node.ipam_dir),
-                },
-            }
-        ],
-    }
-
-
-def bridge_secondary(node: GatewayNode) -> dict[str, Any]:
-    """A bridge secondary whose IPAM also routes the default (so that it must lose it)."""
-    return nad(
-        "dr-bridge",
-        {
-            "cniVersion": "1.0.0",
-            "name": "dr-bridge",
-            "type": "bridge",
-            "bridge": node.bridge + "b",
-            "ipam": {
-                "type": "host-local",
-                "subnet": "10.41.0.0/24",
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": str(node.ipam_dir),
+                "ranges": [[{"subnet": "10.40.0.0/24"}], [{"subnet": "fd00:40::/64"}]],
+                "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
             },
-        },
-    )
+            isGateway=True,
+        ),
+        # a secondary that also installs a default route (so that it must lose it)
+        bridge_network(node, "dr-bridge", "b", {"subnet": "10.41.0.0/24", "routes": [{"dst": "0.0.0.0/0"}]}),
+    ]
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNode]:
-    root = tmp_path_factory.mktemp("dr")
-    bin_dir = make_bin_dir(root / "bin")
-    bridge = unique_name("drb")[:12]
-    with veth_pair("drv") as (master, _peer):
-        inst = make_instance(root, binDir=str(bin_dir), clusterNetwork="10-dr.conflist", podWaitMs=1500)
-        gw_node = GatewayNode(inst, master, bridge, root / "ipam", root / "rec")
-        gw_node.record_dir.mkdir()
-        (Path(inst.config["cniConfigDir"]) / "10-dr.conflist").write_text(json.dumps(dual_stack_cluster(gw_node)))
-        nads = [*base_nads(gw_node), bridge_secondary(gw_node)]
-        (inst.cluster_dir / "nads.json").write_text(json.dumps({"kind": "List", "items": nads}))
-        try:
-            with running_services(inst, "cache", "executor", "gateway"):
-                yield gw_node
-        finally:
-            for link in (bridge, bridge + "b", bridge + "s"):
-                subprocess.run(["ip", "link", "delete", link], capture_output=True)
+def node(gateway_node: GatewayNode) -> Iterator[GatewayNode]:
+    """The module's node (conftest) plus this module's networks and their bridges' cleanup."""
+    gateway_node.write_nads(*dr_networks(gateway_node), filename="nads-dr.json")
+    try:
+        yield gateway_node
+    finally:
+        for suffix in ("b", "d"):
+            subprocess.run(["ip", "link", "delete", gateway_node.bridge + suffix], capture_output=True)
 
 
-@pytest.fixture
-def pod_netns() -> Iterator[Netns]:
-    with netns("dr") as ns:
-        yield ns
+def write_pod(node: GatewayNode, name: str, networks: list[Any]) -> None:
+    """A pod on the dual-stack cluster network with a JSON networks annotation."""
+    node.write_pod(name, json.dumps(networks), annotations={DEFAULT_NETWORK: "default/dr-cluster"})
 
 
 def defaults(ns: Netns) -> list[tuple[str, str]]:
@@ -105,7 +82,7 @@ def records_dir(node: GatewayNode, cid: str) -> Path:
 
 
 def test_without_default_route_nothing_moves(node: GatewayNode, pod_netns: Netns) -> None:
-    node.write_pod("dr-none", json.dumps([{"name": "dr-bridge"}]))
+    write_pod(node, "dr-none", [{"name": "dr-bridge"}])
     cid = new_container_id()
     status, body = node.cni("ADD", pod_netns, cid, "dr-none")
     assert status == 200, body
@@ -119,7 +96,7 @@ def test_without_default_route_nothing_moves(node: GatewayNode, pod_netns: Netns
 
 def test_dual_stack_default_route_moves_to_the_selected_attachment(node: GatewayNode, pod_netns: Netns) -> None:
     networks = [{"name": "dual-net", "default-route": ["10.34.0.1", "fd00:34::1"]}, {"name": "dr-bridge"}]
-    node.write_pod("dr-dual", json.dumps(networks))
+    write_pod(node, "dr-dual", networks)
     cid = new_container_id()
     status, body = node.cni("ADD", pod_netns, cid, "dr-dual")
     assert status == 200, body
@@ -154,7 +131,7 @@ def test_dual_stack_default_route_moves_to_the_selected_attachment(node: Gateway
 def test_ipv4_default_route_drops_ipv6_default_elsewhere(node: GatewayNode, pod_netns: Netns) -> None:
     """As upstream: once any selection names a default-route, every interface without a
     gateway of a family loses that family's default route (here IPv6 on eth0)."""
-    node.write_pod("dr-v4", json.dumps([{"name": "macvlan-net", "default-route": ["10.31.0.1"]}]))
+    write_pod(node, "dr-v4", [{"name": "macvlan-net", "default-route": ["10.31.0.1"]}])
     cid = new_container_id()
     status, body = node.cni("ADD", pod_netns, cid, "dr-v4")
     assert status == 200, body
@@ -165,7 +142,7 @@ def test_ipv4_default_route_drops_ipv6_default_elsewhere(node: GatewayNode, pod_
 
 
 def test_unreachable_gateway_fails_and_rolls_back(node: GatewayNode, pod_netns: Netns) -> None:
-    node.write_pod("dr-bad", json.dumps([{"name": "macvlan-net", "default-route": ["10.99.0.1"]}]))
+    write_pod(node, "dr-bad", [{"name": "macvlan-net", "default-route": ["10.99.0.1"]}])
     cid = new_container_id()
     status, body = node.cni("ADD", pod_netns, cid, "dr-bad")
     assert status == 400, body
@@ -181,7 +158,7 @@ def test_ecmp_default_route_is_refused_before_anything_runs(node: GatewayNode, p
         {"name": "macvlan-net", "default-route": ["10.31.0.1"]},
         {"name": "dr-bridge", "default-route": ["10.41.0.1"]},
     ]
-    node.write_pod("dr-ecmp", json.dumps(networks))
+    write_pod(node, "dr-ecmp", networks)
     status, body = node.cni("ADD", pod_netns, new_container_id(), "dr-ecmp")
     assert status == 400 and body["code"] == 7, body
     assert "ECMP" in body["msg"]
