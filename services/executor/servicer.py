@@ -100,7 +100,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
             view = await netlink.list_interfaces(netns)
         except Rejected as exc:
             await _abort(context, exc)
-        except OSError as exc:
+        except (OSError, NetlinkError) as exc:  # NetlinkError is not an OSError
             await context.abort(grpc.StatusCode.INTERNAL, redact(f"netlink: {exc}"))
         return executor_pb2.ListInterfacesResponse(
             interfaces=[
@@ -127,7 +127,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
             deleted = await netlink.delete_interface(netns, ifname)
         except Rejected as exc:
             await _abort(context, exc)
-        except OSError as exc:
+        except (OSError, NetlinkError) as exc:  # NetlinkError is not an OSError
             await context.abort(grpc.StatusCode.INTERNAL, redact(f"netlink: {exc}"))
         log.info("interface deleted" if deleted else "interface already absent", netns=netns, ifname=ifname)
         return executor_pb2.DeleteInterfaceResponse(deleted=deleted)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import grpc
+
 from services.api import cni_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import cni
 from services.gateway.cni_service import CniService
@@ -73,7 +75,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def ListAttachments(
         self, request: gateway_pb2.ListAttachmentsRequest, context: Any
     ) -> gateway_pb2.ListAttachmentsResponse:
-        records = await self._service.attachments(request.container_id, request.pod_namespace, request.pod_name)
+        try:
+            records = await self._service.attachments(request.container_id, request.pod_namespace, request.pod_name)
+        except cni.CniError as err:  # a malformed container ID
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return gateway_pb2.ListAttachmentsResponse(
             attachments=[
                 gateway_pb2.Attachment(

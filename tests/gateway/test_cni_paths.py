@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from services.api import gateway_pb2, gateway_pb2_grpc
 from tests.gateway.conftest import GatewayNode, http_call, new_container_id
@@ -160,6 +161,9 @@ def test_hot_plug_interface(gateway_node: GatewayNode, pod_netns: Netns) -> None
         assert "hot2" in pod_netns.links()
         listed = stub.ListAttachments(gateway_pb2.ListAttachmentsRequest(container_id=cid), timeout=10)
         assert sorted(a.ifname for a in listed.attachments) == ["eth0", "hot2"]
+        with pytest.raises(grpc.RpcError) as bad_id:
+            stub.ListAttachments(gateway_pb2.ListAttachmentsRequest(container_id="../etc"), timeout=10)
+        assert bad_id.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert node.cni("DEL", pod_netns, cid, "hot")[0] == 200
     assert set(pod_netns.links()) == {"lo"}
     assert node.allocations() == []
