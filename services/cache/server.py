@@ -16,7 +16,7 @@ from services.cache.servicer import CacheServicer
 from services.cache.source import ClusterSource
 from services.cache.status_writer import StatusWriter
 from services.common.config import DaemonConfig, node_name
-from services.common.grpc_server import start_service
+from services.common.grpc_server import start_configured_service
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,15 +48,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         cache_pb2_grpc.add_CacheServicer_to_server(CacheServicer(cache), server)
         return [SERVICE_NAME]
 
-    ports = config.ports("cache")
-    svc = await start_service(
-        "cache",
-        config.grpc_socket("cache"),
-        register,
-        socket_group=config.grpc_socket_group,
-        health_port=ports.health_port,
-        metrics_port=ports.metrics_port,
-    )
+    svc = await start_configured_service("cache", config, register)
     await source.start()
 
     async def report_synced() -> None:

@@ -21,7 +21,7 @@ from services.certs.servicer import CertsServicer
 from services.certs.sources import PER_NODE_CERTIFICATE, STANDALONE, ApiSource, api_source, in_pod
 from services.certs.static_credential import watch_static_credential
 from services.common.config import DaemonConfig, node_name
-from services.common.grpc_server import ServiceServer, start_service
+from services.common.grpc_server import ServiceServer, start_configured_service
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -137,15 +137,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         certs_pb2_grpc.add_CertsServicer_to_server(servicer, server)
         return [certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name]
 
-    ports = config.ports("certs")
-    svc = await start_service(
-        "certs",
-        config.grpc_socket("certs"),
-        register,
-        socket_group=config.grpc_socket_group,
-        health_port=ports.health_port,
-        metrics_port=ports.metrics_port,
-    )
+    svc = await start_configured_service("certs", config, register)
     app.start()
     health = asyncio.create_task(keep_health(app, svc))
     try:

@@ -18,6 +18,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from services.common.config import DaemonConfig
 from services.common.logs import bound_context, context_from_metadata, get_logger
 from services.common.metrics import start_metrics_server
 
@@ -165,3 +166,25 @@ async def start_service(
         loop.add_signal_handler(sig, svc.request_stop)
     log.info("service started", socket=socket_path, health_port=health_port, metrics_port=metrics_port)
     return svc
+
+
+async def start_configured_service(
+    name: str,
+    config: DaemonConfig,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    *,
+    socket_path: str | None = None,
+    health_port: int | None = None,
+    metrics_port: int | None = None,
+) -> ServiceServer:
+    """start_service with the socket, group and ports the daemon config gives
+    `name`; explicit arguments (command-line flags) override them."""
+    ports = config.ports(name)
+    return await start_service(
+        name,
+        socket_path or config.grpc_socket(name),
+        register,
+        socket_group=config.grpc_socket_group,
+        health_port=ports.health_port if health_port is None else health_port,
+        metrics_port=ports.metrics_port if metrics_port is None else metrics_port,
+    )

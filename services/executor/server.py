@@ -11,7 +11,7 @@ import grpc
 
 from services.api import executor_pb2, executor_pb2_grpc
 from services.common.config import DaemonConfig
-from services.common.grpc_server import ServiceServer, start_service
+from services.common.grpc_server import ServiceServer, start_configured_service
 from services.common.logs import get_logger
 from services.executor.runner import DelegateRunner, RunnerSettings
 from services.executor.servicer import ExecutorServicer
@@ -63,17 +63,13 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         executor_pb2_grpc.add_ExecutorServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
-    ports = config.ports("executor")
-    socket_path = getattr(args, "socket", None) or config.grpc_socket("executor")
-    health_port = getattr(args, "health_port", None)
-    metrics_port = getattr(args, "metrics_port", None)
-    svc = await start_service(
+    svc = await start_configured_service(
         "executor",
-        socket_path,
+        config,
         register,
-        socket_group=config.grpc_socket_group,
-        health_port=ports.health_port if health_port is None else health_port,
-        metrics_port=ports.metrics_port if metrics_port is None else metrics_port,
+        socket_path=getattr(args, "socket", None),
+        health_port=getattr(args, "health_port", None),
+        metrics_port=getattr(args, "metrics_port", None),
     )
     missing = [d for d in settings.bin_dirs if not os.path.isdir(d)]
     if missing:

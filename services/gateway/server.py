@@ -13,7 +13,7 @@ import grpc
 
 from services.api import gateway_pb2, gateway_pb2_grpc
 from services.common.config import DaemonConfig
-from services.common.grpc_server import start_service
+from services.common.grpc_server import start_configured_service
 from services.common.logs import get_logger
 from services.common.metrics import start_metrics_server
 from services.gateway.cache_client import CacheClient
@@ -61,15 +61,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(dispatcher, service), server)
         return (gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,)
 
-    ports = config.ports("gateway")
-    grpc_service = await start_service(
-        "gateway",
-        config.grpc_socket("gateway"),
-        register,
-        socket_group=config.grpc_socket_group,
-        health_port=ports.health_port,
-        metrics_port=ports.metrics_port,
-    )
+    grpc_service = await start_configured_service("gateway", config, register)
     if config.metrics_port:  # upstream's key: its request counter, served only when set
         start_metrics_server(config.metrics_port)
     http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
