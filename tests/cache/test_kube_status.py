@@ -30,8 +30,8 @@ from tests.cache.kube_support import (
     stats,
     write_kubeconfig,
 )
-from tests.cache.tcp_proxy import tcp_proxy
 from tests.support.services import Instance
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.kube
 

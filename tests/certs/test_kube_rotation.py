@@ -25,7 +25,6 @@ from services.certs.ledger import (
     unhealthy_reasons,
 )
 from services.certs.node_cert import CertificateStore, NodeCertificateRotator, NodeCertificateSettings
-from tests.cache.tcp_proxy import tcp_proxy
 from tests.certs.support import (
     FakeClock,
     admin_client,
@@ -41,6 +40,7 @@ from tests.certs.support import (
     write_stored_certificate,
 )
 from tests.certs.test_kube_node_certificate import approver, multus_rules
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.kube
 
