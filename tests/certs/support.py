@@ -1,7 +1,7 @@
 """Test support for the certs service: identities signed by the test cluster's
 CA, RBAC and namespaces that clean up after themselves, and a clock the test
 drives. (The loopback proxy that plays "API server unreachable" is
-tests/cache/tcp_proxy.py.)"""
+tests/support/tcp_proxy.py.)"""
 
 from __future__ import annotations
 
