@@ -16,7 +16,7 @@ from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger
 from services.gateway.default_route import reports_interface, rewrite_default_routes
-from services.gateway.delegate import load_delegate, with_cni_version
+from services.gateway.delegate import Delegate, load_delegate, with_cni_version
 from services.gateway.device_info import CNI_DEVICE_INFO_CAPABILITY, DeviceInfoFiles, with_device_info_file
 from services.gateway.invoke import NetworkInvoker, Target
 from services.gateway.netconf import MultusNetConf, load_netconf
@@ -163,6 +163,16 @@ class CniService:
             for att in planned
         ]
 
+    def _plan(self, call: CniCall, netconf: MultusNetConf, delegates: Sequence[Delegate]) -> list[PlannedAttachment]:
+        planned = plan_attachments(
+            delegates,
+            runtime_ifname=call.ifname,
+            pod=call.pod,
+            runtime_config=netconf.runtime_config,
+            extra_args=call.extra_args,
+        )
+        return self._with_device_info_files(call, planned)
+
     async def _save(self, record: AttachmentRecord) -> None:
         await asyncio.to_thread(self._records.save, record)
 
@@ -176,14 +186,7 @@ class CniService:
         except NetworkNotFound as err:
             self._event(pod, "Warning", "NoNetworkFound", err.details or err.msg)
             raise
-        planned = plan_attachments(
-            resolution.delegates,
-            runtime_ifname=call.ifname,
-            pod=call.pod,
-            runtime_config=netconf.runtime_config,
-            extra_args=call.extra_args,
-        )
-        planned = self._with_device_info_files(call, planned)
+        planned = self._plan(call, netconf, resolution.delegates)
         existing = await asyncio.to_thread(self._records.load, call.container_id)
         if existing:
             # A repeated ADD for a container: undo the earlier attachments first so
@@ -324,14 +327,7 @@ class CniService:
             netconf = self.netconf(call)
             pod = await self._get_pod(call, wait_ms=0)
             resolution = await self._resolver.resolve(netconf, pod)
-            planned = plan_attachments(
-                resolution.delegates,
-                runtime_ifname=call.ifname,
-                pod=call.pod,
-                runtime_config=netconf.runtime_config,
-                extra_args=call.extra_args,
-            )
-            planned = self._with_device_info_files(call, planned)
+            planned = self._plan(call, netconf, resolution.delegates)
         except cni.CniError as err:
             log.info("DEL: no record and the pod's networks cannot be resolved", error=str(err))
             return []
