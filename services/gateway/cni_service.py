@@ -173,8 +173,9 @@ class CniService:
         )
         return self._with_device_info_files(call, planned)
 
-    async def _save(self, record: AttachmentRecord) -> None:
-        await asyncio.to_thread(self._records.save, record)
+    async def _save(self, *records: AttachmentRecord) -> None:
+        if records:
+            await asyncio.to_thread(self._records.save, *records)
 
     # --- ADD -------------------------------------------------------------------
     async def add(self, call: CniCall) -> dict[str, Any]:
@@ -213,9 +214,14 @@ class CniService:
         (it may have allocated IPAM before failing) back to the first, then raise the
         failure with its own CNI code."""
         done: list[AttachmentRecord] = []
+        # The "added" record of one attachment is written together with the
+        # "pending" record of the next (one thread hop instead of two): only the
+        # pending record has to be on disk before its delegate runs.
+        unsaved: list[AttachmentRecord] = []
         for att in planned:
             record = self._record(call, att)
-            await self._save(record)
+            await self._save(*unsaved, record)
+            unsaved = []
             await self._device_files.prepare(
                 _device_info_file(att.capability_args), att.delegate.resource_name, att.delegate.device_id
             )
@@ -235,8 +241,9 @@ class CniService:
                     err.details,
                 ) from err
             record = replace(record, state="added", result=result)
-            await self._save(record)
+            unsaved.append(record)
             done.append(record)
+        await self._save(*unsaved)
         return done
 
     async def _apply_default_route(

@@ -78,11 +78,12 @@ class RecordStore:
         validate_container_id(container_id)
         return self.root / container_id
 
-    def save(self, record: AttachmentRecord) -> None:
+    def save(self, *records: AttachmentRecord) -> None:
         # Not fsynced: rename is atomic against a crash of this process, and the
         # records, like host-local's own store, describe state a reboot discards.
-        path = self._dir(record.container_id) / f"{record.ifname}.json"
-        write_atomic(str(path), record.to_json(), durable=False)
+        for record in records:
+            path = self._dir(record.container_id) / f"{record.ifname}.json"
+            write_atomic(str(path), record.to_json(), durable=False)
 
     def load(self, container_id: str) -> list[AttachmentRecord]:
         """The container's records in attach order (empty when none)."""
