@@ -1,7 +1,7 @@
 """Benchmark: one delegate call through the executor (gRPC over the Unix socket,
 validation, setpriv, process group) against exec'ing the same plugin directly.
 
-    .venv/bin/python -m tests.executor.bench_exec [--calls 200]
+    .venv/bin/python -m bench.executor.exec_overhead [--calls 200]
 
 Runs the bridge plugin's VERSION (no netns work) and the recorder's DEL, so the
 figures are the executor's own overhead."""

@@ -2,7 +2,7 @@
 List on a node with many pods) against a real grpc.aio server on a Unix
 socket, and the checkpoint-file fallback.
 
-Run: .venv/bin/python -m tests.gateway.bench_device_info [--pods 110] [--rounds 300]
+Run: .venv/bin/python -m bench.gateway.device_info [--pods 110] [--rounds 300]
 """
 
 from __future__ import annotations

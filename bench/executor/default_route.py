@@ -3,7 +3,7 @@ attachment, through the gateway's ExecutorClient (async, one long-lived
 channel, as in production) against a real executor and a real netns;
 ListInterfaces (read-only netlink) for comparison.
 
-    .venv/bin/python -m tests.executor.bench_default_route [--calls 300]
+    .venv/bin/python -m bench.executor.default_route [--calls 300]
 """
 
 from __future__ import annotations
