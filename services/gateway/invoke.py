@@ -64,8 +64,7 @@ def plugin_stdin(
     runtime_config = filtered_runtime_config(conf, capability_args)
     if runtime_config:
         stdin["runtimeConfig"] = runtime_config
-    else:
-        stdin.pop("runtimeConfig", None)
+    # else: as libcni, a runtimeConfig written in the config itself stays as it is
     if prev_result is not None:
         stdin["prevResult"] = to_version(prev_result, str(conf.get("cniVersion") or ""))
     if extra:

@@ -74,6 +74,8 @@ def _str_list(conf: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tu
     if value is None:
         return default
     if isinstance(value, str):  # upstream takes comma-separated text for globalNamespaces
+        if not value:
+            return default  # as upstream: an empty globalNamespaces keeps the default ("default")
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)

@@ -73,6 +73,21 @@ def load_network_path(path: str) -> dict[str, Any] | None:
     return None
 
 
+def config_from_spec(spec_config: str, nad_name: str) -> bytes | dict[str, Any]:
+    """A NAD's `spec.config`; a config without a `name` (or with an empty one) gets the
+    NAD's name, as upstream's GetCNIConfigFromSpec does: plugins key state on it
+    (host-local's store directory, libcni's result cache)."""
+    try:
+        obj = json.loads(spec_config)
+    except ValueError:
+        return spec_config.encode()  # load_delegate reports the decode error
+    if not isinstance(obj, dict):
+        return spec_config.encode()
+    if obj.get("name") in (None, ""):
+        obj["name"] = nad_name
+    return obj
+
+
 class NetworkNotFound(cni.CniError):
     """A selected NetworkAttachmentDefinition does not exist (the pod gets a NoNetworkFound event)."""
 
@@ -113,7 +128,7 @@ class NetworkResolver:
         )
         config: bytes | Mapping[str, Any]
         if nad.config.strip():
-            config = nad.config.encode()
+            config = config_from_spec(nad.config, element.name)
         else:
             found = await asyncio.to_thread(find_config_by_name, netconf.conf_dir, element.name)
             if found is None:

@@ -399,8 +399,7 @@ def test_network_status_entries() -> None:
         "mac": "02:00:00:00:00:01",
         "default": True,
         "dns": {"nameservers": ["10.0.0.10"]},
-        "gateway": ["10.0.0.1"],
-    }
+    }  # no default route in the result: no `gateway` (upstream reads default routes only)
     (bare,) = network_statuses(
         {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.3/24"}]}, "ns/n", "net1", default=False
     )
@@ -422,7 +421,7 @@ def test_plugin_stdin_as_libcni() -> None:
     assert [c["name"] for c in confs] == ["l", "l"] and all(c["cniVersion"] == "1.0.0" for c in confs)
     caps = {"portMappings": [{"hostPort": 1}], "mac": "x"}
     first = plugin_stdin(confs[0], caps)
-    assert "runtimeConfig" not in first
+    assert first["runtimeConfig"] == {"stale": 1}  # libcni leaves a config's own runtimeConfig alone
     second = plugin_stdin(confs[1], caps, {"cniVersion": "1.0.0", "ips": []})
     assert second["runtimeConfig"] == {"portMappings": [{"hostPort": 1}]}
     assert second["prevResult"]["cniVersion"] == "1.0.0"
