@@ -306,9 +306,7 @@ class CniService:
         records = await asyncio.to_thread(self._records.load, call.container_id)
         upstream = False
         if not records:
-            records = await asyncio.to_thread(
-                read_upstream_attachments, self._cni_dir(call), call.container_id, call.netns, call.ifname
-            )
+            records = await self._upstream_records(call, self._cni_dir(call), self._cni_version(call))
             upstream = bool(records)
         if not records:
             records = await self._records_from_cluster(call)
@@ -318,6 +316,23 @@ class CniService:
         await self._delete_records(call, records, reason="del")
         if upstream:
             await asyncio.to_thread(forget_upstream_attachments, self._cni_dir(call), records)
+
+    async def _upstream_records(self, call: CniCall, cni_dir: str, cni_version: str) -> list[AttachmentRecord]:
+        return await asyncio.to_thread(
+            read_upstream_attachments,
+            cni_dir,
+            call.container_id,
+            call.netns,
+            call.ifname,
+            cni_version=cni_version,
+            cni_args=delegate_cni_args(call.pod, call.extra_args),
+        )
+
+    def _cni_version(self, call: CniCall) -> str:
+        try:
+            return self.netconf(call, require_network=False).cni_version
+        except cni.CniError:
+            return ""
 
     def _cni_dir(self, call: CniCall) -> str:
         try:
@@ -362,9 +377,7 @@ class CniService:
         self._check_readiness(netconf)
         records = await asyncio.to_thread(self._records.load, call.container_id)
         if not records:
-            records = await asyncio.to_thread(
-                read_upstream_attachments, netconf.cni_dir, call.container_id, call.netns, call.ifname
-            )
+            records = await self._upstream_records(call, netconf.cni_dir, netconf.cni_version)
         if not records:
             raise cni.CniError(cni.UNKNOWN_CONTAINER, f"no attachments recorded for container {call.container_id}")
         for record in records:

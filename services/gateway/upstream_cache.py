@@ -60,9 +60,18 @@ def _libcni_cache(cni_dir: str, network_name: str, container_id: str, ifname: st
 
 
 def read_upstream_attachments(
-    cni_dir: str, container_id: str, netns: str, runtime_ifname: str
+    cni_dir: str,
+    container_id: str,
+    netns: str,
+    runtime_ifname: str,
+    *,
+    cni_version: str = "",
+    cni_args: str = "",
 ) -> list[AttachmentRecord]:
-    """Records for a container upstream Multus attached; empty when there is no scratch file."""
+    """Records for a container upstream Multus attached; empty when there is no scratch file.
+    As upstream's CmdDel: a conflist without cniVersion takes the Multus config's
+    (`cni_version`), and a delegate without libcni's cached CNI_ARGS gets the pod's
+    (`cni_args`) as upstream rebuilds them for every DEL."""
     validate_container_id(container_id)
     path = Path(cni_dir) / container_id
     try:
@@ -78,6 +87,8 @@ def read_upstream_attachments(
         config = _delegate_config(entry)
         if config is None:
             continue
+        if cni_version and not config.get("type") and not config.get("cniVersion"):
+            config["cniVersion"] = cni_version
         ifname = _ifname(entry, index, runtime_ifname)
         conf_name = str(config.get("name") or "")
         cached = _libcni_cache(cni_dir, conf_name, container_id, ifname)
@@ -93,7 +104,7 @@ def read_upstream_attachments(
                 network_name=str(entry.get("Name") or conf_name),
                 config=config,
                 capability_args=caps if isinstance(caps, dict) else {},
-                cni_args=";".join(f"{k}={v}" for k, v in args) if isinstance(args, list) else "",
+                cni_args=";".join(f"{k}={v}" for k, v in args) if isinstance(args, list) and args else cni_args,
                 master=index == 0,
                 state="added",
                 result=result if isinstance(result, dict) else None,

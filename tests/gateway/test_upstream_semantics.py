@@ -4,6 +4,9 @@ network-status `gateway`/`default`, and an empty `globalNamespaces`."""
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +15,11 @@ from services.gateway.invoke import plugin_confs, plugin_stdin
 from services.gateway.netconf import parse_netconf
 from services.gateway.network_status import network_statuses
 from services.gateway.resolver import config_from_spec
-from tests.gateway.conftest import GatewayNode, nad, new_container_id
+from tests.gateway.conftest import GatewayNode, http_call, nad, new_container_id
+from tests.gateway.test_lifecycle import _body, _setup, _sock
 from tests.support.netns import Netns
 from tests.support.plugins import recorded_calls
+from tests.support.services import running_services
 
 
 @pytest.mark.parametrize(
@@ -162,3 +167,29 @@ def test_nad_without_name_runs_under_the_nad_name(gateway_node: GatewayNode, pod
         assert node.cni("DEL", pod_netns, cid, "nameless")[0] == 200
         (node.instance.cluster_dir / "nads-nameless.json").unlink()
     assert node.allocations() == []
+
+
+def test_del_of_upstream_conflist_without_version_or_cached_args(tmp_path: Path) -> None:
+    # upstream's CmdDel gives a cached conflist without cniVersion the Multus config's
+    # version, and rebuilds CNI_ARGS (K8S_POD_*) for every delegate it deletes
+    inst, rec = _setup(tmp_path, {"cniVersion": "1.0.0", "name": "rec", "type": "recorder"})
+    cid = new_container_id()
+    cni_dir = Path(inst.config["cniDir"])
+    conflist = {"name": "up-list", "plugins": [{"type": "recorder", "recordDir": str(rec)}]}
+    scratch = [
+        {
+            "Conf": {"cniVersion": "", "name": "", "type": ""},
+            "ConfList": conflist,
+            "Name": "up-list",
+            "Bytes": base64.b64encode(json.dumps(conflist).encode()).decode(),
+        }
+    ]
+    (cni_dir / cid).write_text(json.dumps(scratch))
+    conf = {"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus-shim"}
+    with running_services(inst, "cache", "executor", "gateway"):
+        status, body = http_call(_sock(inst), "POST", "/cni", _body("DEL", cid, conf=conf))
+        assert status == 200, body
+    (delete,) = [c for c in recorded_calls(rec) if c["command"] == "DEL"]
+    assert delete["stdin"]["cniVersion"] == str(inst.config.get("cniVersion") or "1.0.0")
+    assert "K8S_POD_NAME=p" in delete["env"]["CNI_ARGS"]
+    assert not (cni_dir / cid).exists()
