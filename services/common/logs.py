@@ -109,7 +109,18 @@ def bound_context(**values: str) -> Iterator[None]:
 def context_metadata() -> tuple[tuple[str, str], ...]:
     """The current request context as gRPC metadata for an outgoing call."""
     ctx = structlog.contextvars.get_contextvars()
-    return tuple((METADATA_PREFIX + k.replace("_", "-"), str(ctx[k])) for k in CONTEXT_KEYS if ctx.get(k))
+    return tuple(
+        (METADATA_PREFIX + k.replace("_", "-"), _metadata_value(str(ctx[k]))) for k in CONTEXT_KEYS if ctx.get(k)
+    )
+
+
+def _metadata_value(value: str) -> str:
+    """gRPC refuses a whole call whose metadata holds anything but printable ASCII;
+    the context is only for logs, so escape the rest (a pod name from CNI_ARGS is
+    whatever the runtime passed)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return value.encode("unicode_escape").decode("ascii")
 
 
 def context_from_metadata(metadata: Any) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from services.common import cni
+from services.common.logs import get_logger
 from services.gateway.dispatch import Dispatcher
 from services.gateway.gateway_metrics import REQUESTS
 from services.gateway.request import CniRequest, decode_request_body
@@ -22,6 +23,8 @@ DELEGATE_PATH = "/delegate"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 MAX_BODY = 16 * 1024 * 1024
+
+log = get_logger(__name__)
 
 
 def error_body(err: cni.CniError) -> bytes:
@@ -67,10 +70,18 @@ def build_app(dispatcher: Dispatcher, readiness: Readiness) -> web.Application:
         if request.method != "POST":
             return web.Response(status=405, text="Method not allowed\n")
         try:
-            decoded = decode_request_body(await request.read())
-            result = await call(decoded)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge as exc:
+                # aiohttp would answer 413 in plain text: the runtime must get a CNI error object.
+                raise cni.CniError(cni.INVALID_CONFIG, "request body too large", exc.text or "") from exc
+            result = await call(decode_request_body(body))
         except cni.CniError as err:
             return _json_response(400, error_body(err))
+        except Exception as exc:
+            # aiohttp's plain 500 would read as "try again later" (11) to a shim: never retry a bug.
+            log.exception("unexpected error answering a CNI request")
+            return _json_response(400, error_body(cni.CniError(cni.IO_FAILURE, "internal error", repr(exc)[:512])))
         return _json_response(200, success_body(result))
 
     async def cni_handler(request: web.Request) -> web.StreamResponse:

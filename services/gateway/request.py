@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,16 @@ def _go_field(obj: Mapping[str, Any], name: str) -> tuple[bool, Any]:
     return found, value
 
 
+# Lone UTF-16 surrogates (`"\\ud800"` in the JSON text): Go's decoder turns
+# each into U+FFFD; Python keeps them, and they then fail every UTF-8 encode
+# (gRPC, protobuf, plugin env) far from here.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _go_string(text: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def _decode_bytes(value: Any, what: str) -> bytes:
     if value is None:
         return b""
@@ -102,9 +113,9 @@ def _decode_env(value: Any) -> dict[str, str]:
     env: dict[str, str] = {}
     for key, val in value.items():
         if val is None:
-            env[key] = ""
+            env[_go_string(key)] = ""
         elif isinstance(val, str):
-            env[key] = val
+            env[_go_string(key)] = _go_string(val)
         else:
             raise cni.CniError(cni.DECODE_FAILURE, f"cannot decode request: env[{key!r}] must be a string")
     return env
@@ -124,14 +135,14 @@ def _decode_attributes(value: Any) -> InterfaceAttributes | None:
         raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.mac must be a string")
     if cni_args is not None and not isinstance(cni_args, dict):
         raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.cni-args must be an object")
-    return InterfaceAttributes(tuple(ips or ()), mac or "", cni_args)
+    return InterfaceAttributes(tuple(_go_string(ip) for ip in ips or ()), _go_string(mac or ""), cni_args)
 
 
 def decode_request_body(body: bytes) -> CniRequest:
     """Decode an HTTP body as upstream's daemon does (`json.Unmarshal` into api.Request)."""
     try:
         obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: invalid JSON", str(exc)) from exc
     if obj is None:
         return CniRequest(env={})
@@ -167,6 +178,30 @@ def parse_cni_args(args: str) -> list[tuple[str, str]]:
         if sep and key.strip():
             pairs.append((key.strip(), value.strip()))
     return pairs
+
+
+# libcni's rules for the runtime's arguments. The gateway checks them itself:
+# upstream's shim and the gRPC API do not, and both values become paths
+# (`<recordsDir>/<containerID>/<ifname>.json`) and gRPC metadata.
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+IFNAMSIZ = 16
+
+
+def container_id_problem(container_id: str) -> str:
+    if not _CONTAINER_ID.fullmatch(container_id):
+        return "invalid characters in CNI_CONTAINERID"
+    return ""
+
+
+def ifname_problem(ifname: str) -> str:
+    """libcni's ValidateInterfaceName."""
+    if len(ifname) > IFNAMSIZ - 1:
+        return "CNI_IFNAME is too long"
+    if ifname in (".", ".."):
+        return "CNI_IFNAME is . or .."
+    if any(ch in "/:\x00" or ch.isspace() for ch in ifname):
+        return "CNI_IFNAME contains / or : or whitespace characters"
+    return ""
 
 
 _K8S_KEYS = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"}
@@ -209,6 +244,12 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
         return call
     if not call.container_id:
         raise cni.CniError(cni.INVALID_ENV, "missing CNI_CONTAINERID")
+    for problem, value in (
+        (container_id_problem(call.container_id), call.container_id),
+        (ifname_problem(call.ifname), call.ifname),
+    ):
+        if problem:
+            raise cni.CniError(cni.INVALID_ENV, problem, repr(value[:64]))
     if command != "DEL" and not call.netns:
         raise cni.CniError(cni.INVALID_ENV, "missing CNI_NETNS")
     if require_pod and (call.pod is None or not call.pod.namespace or not call.pod.name):
