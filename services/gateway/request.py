@@ -1,10 +1,12 @@
 """The upstream Multus request envelope and the CNI/Kubernetes arguments inside it.
 
 The shim posts `{"env": {...}, "config": <base64 of stdin>, "interfaceAttributes":
-{...}}` (Go `api.Request`). Bodies are decoded as Go's encoding/json does: an
-exact key match first, else a case-insensitive one (so `Env`/`Config` work),
-the last duplicate wins, `[]byte` is standard base64, and `null` is the zero
-value. Everything here is pure; bad input becomes a CniError with its code.
+{...}}` (Go `api.Request`). Bodies are decoded as Go's encoding/json does: keys
+match fields case-insensitively (so `Env`/`Config` work) and are decoded in
+document order into the same field, so for duplicates the last string wins,
+objects merge into the map or struct and `null` resets it; `[]byte` is
+standard padded base64; lone surrogates become U+FFFD. Everything here is
+pure; bad input becomes a CniError with its code.
 """
 
 from __future__ import annotations
@@ -71,16 +73,23 @@ class CniCall:
     extra_args: tuple[tuple[str, str], ...] = field(default=())
 
 
-def _go_field(obj: Mapping[str, Any], name: str) -> tuple[bool, Any]:
-    """Find `name` as Go does: exact match wins, else the last case-insensitive match."""
-    if name in obj:
-        return True, obj[name]
-    found, value = False, None
+class _JsonObject(dict[str, Any]):
+    """A decoded JSON object that also keeps every key/value pair in document order, duplicates included."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
+def _go_values(obj: Mapping[str, Any], name: str) -> list[Any]:
+    """Every value Go would decode into the field `name`, in document order.
+
+    Go matches each key of the object to a field (exact name, else
+    case-insensitively) and decodes them one after the other into it: the last
+    one wins for strings and slices, and objects merge into a map or struct
+    that an earlier key already filled."""
     lowered = name.lower()
-    for key, val in obj.items():
-        if key.lower() == lowered:
-            found, value = True, val
-    return found, value
+    return [value for key, value in _go_values_pairs(obj) if key.lower() == lowered]
 
 
 # Lone UTF-16 surrogates (`"\\ud800"` in the JSON text): Go's decoder turns
@@ -126,32 +135,57 @@ def _decode_attributes(value: Any) -> InterfaceAttributes | None:
         return None
     if not isinstance(value, dict):
         raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes must be an object")
-    _, ips = _go_field(value, "ips")
-    _, mac = _go_field(value, "mac")
-    _, cni_args = _go_field(value, "cni-args")
-    if ips is not None and (not isinstance(ips, list) or not all(isinstance(i, str) for i in ips)):
-        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.ips must be strings")
-    if mac is not None and not isinstance(mac, str):
-        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.mac must be a string")
-    if cni_args is not None and not isinstance(cni_args, dict):
-        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.cni-args must be an object")
-    return InterfaceAttributes(tuple(_go_string(ip) for ip in ips or ()), _go_string(mac or ""), cni_args)
+    ips: list[str] | None = None
+    for item in _go_values(value, "ips"):
+        if item is not None and (not isinstance(item, list) or not all(isinstance(i, str) for i in item)):
+            raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.ips must be strings")
+        ips = item
+    mac = ""
+    for item in _go_values(value, "mac"):
+        if item is not None and not isinstance(item, str):
+            raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.mac must be a string")
+        mac = mac if item is None else item  # null leaves a Go string as it was
+    cni_args: dict[str, Any] | None = None
+    for item in _go_values(value, "cni-args"):
+        if item is not None and not isinstance(item, dict):
+            raise cni.CniError(
+                cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes.cni-args must be an object"
+            )
+        cni_args = None if item is None else {**(cni_args or {}), **item}
+    return InterfaceAttributes(tuple(_go_string(ip) for ip in ips or ()), _go_string(mac), cni_args)
 
 
 def decode_request_body(body: bytes) -> CniRequest:
     """Decode an HTTP body as upstream's daemon does (`json.Unmarshal` into api.Request)."""
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, object_pairs_hook=_JsonObject)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: invalid JSON", str(exc)) from exc
     if obj is None:
         return CniRequest(env={})
     if not isinstance(obj, dict):
         raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: expected a JSON object")
-    _, env = _go_field(obj, "env")
-    _, config = _go_field(obj, "config")
-    _, attrs = _go_field(obj, "interfaceAttributes")
-    return CniRequest(_decode_env(env), _decode_bytes(config, "config"), _decode_attributes(attrs))
+    env: dict[str, str] | None = None
+    for value in _go_values(obj, "env"):
+        env = None if value is None else {**(env or {}), **_decode_env(value)}
+    config = b""
+    for value in _go_values(obj, "config"):
+        config = _decode_bytes(value, "config")
+    # Every object after the last null decodes into the same struct, key after key.
+    attr_objects: list[Any] = []
+    for value in _go_values(obj, "interfaceAttributes"):
+        attr_objects = [] if value is None else [*attr_objects, value]
+    if any(not isinstance(value, dict) for value in attr_objects):
+        raise cni.CniError(cni.DECODE_FAILURE, "cannot decode request: interfaceAttributes must be an object")
+    attrs = None
+    if attr_objects:
+        pairs = [pair for value in attr_objects for pair in _go_values_pairs(value)]
+        attrs = _decode_attributes(_JsonObject(pairs))
+    return CniRequest(env or {}, config, attrs)
+
+
+def _go_values_pairs(obj: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return obj.pairs if isinstance(obj, _JsonObject) else list(obj.items())
 
 
 def encode_request_body(request: CniRequest) -> bytes:

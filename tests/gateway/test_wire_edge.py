@@ -55,6 +55,58 @@ def test_lone_surrogates_become_replacement_characters_as_in_go() -> None:
     assert decode_request_body(b'{"env": {"A": "\\ud83d\\ude00"}}').env["A"] == "\U0001f600"
 
 
+B64_A, B64_B = base64.b64encode(b"a").decode(), base64.b64encode(b"b").decode()
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "env", "config", "attrs"),
+    [
+        # Go decodes every key that folds to a field, in document order, into that field.
+        (
+            "later Env merges into env",
+            '{"env": {"A": "1"}, "ENV": {"A": "2", "B": "3"}}',
+            {"A": "2", "B": "3"},
+            b"",
+            None,
+        ),
+        ("earlier ENV merges under env", '{"ENV": {"B": "2"}, "env": {"A": "1"}}', {"A": "1", "B": "2"}, b"", None),
+        ("null resets env", '{"env": {"A": "1"}, "Env": null, "eNv": {"C": "4"}}', {"C": "4"}, b"", None),
+        ("last config wins", f'{{"config": "{B64_A}", "Config": "{B64_B}"}}', {}, b"b", None),
+        ("last config wins either way", f'{{"Config": "{B64_B}", "config": "{B64_A}"}}', {}, b"a", None),
+        ("null config after one", f'{{"config": "{B64_A}", "CONFIG": null}}', {}, b"", None),
+        (
+            "interfaceAttributes objects merge",
+            '{"interfaceAttributes": {"mac": "m1", "cni-args": {"a": 1}},'
+            ' "InterfaceAttributes": {"ips": ["10.0.0.1/24"], "mac": null, "CNI-ARGS": {"b": 2}}}',
+            {},
+            b"",
+            (("10.0.0.1/24",), "m1", {"a": 1, "b": 2}),
+        ),
+        (
+            "cni-args null resets",
+            '{"interfaceAttributes": {"cni-args": {"a": 1}, "cni-args": null, "ips": ["x"], "ips": null}}',
+            {},
+            b"",
+            ((), "", None),
+        ),
+        (
+            "null interfaceAttributes resets",
+            '{"interfaceAttributes": {"mac": "m"}, "interfaceattributes": null}',
+            {},
+            b"",
+            None,
+        ),
+    ],
+)
+def test_duplicate_keys_decode_as_go(
+    case: str, body: str, env: dict[str, str], config: bytes, attrs: tuple[Any, ...] | None
+) -> None:
+    decoded = decode_request_body(body.encode())
+    assert (dict(decoded.env), decoded.config) == (env, config), case
+    got = decoded.interface_attributes
+    assert (None if got is None else (got.ips, got.mac, got.cni_args)) == attrs, case
+
+
 @pytest.mark.parametrize(
     ("case", "overrides"),
     [
