@@ -62,6 +62,9 @@ class InformerTiming:
     read_grace: float = 30.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    # A watch closed sooner than this without a single event is a failure (as
+    # client-go's "very short watch"): re-watching at once would be a busy loop.
+    min_watch_seconds: float = 1.0
     # 0 = one unpaginated list (served from the API server's watch cache at
     # resourceVersion=0); >0 = paginated consistent lists of this size.
     list_limit: int = 0
@@ -233,13 +236,20 @@ class Informer(Generic[T]):
             allowWatchBookmarks=True,
             timeoutSeconds=timeout,
         )
+        started, events = time.monotonic(), 0
         try:
             for line in iter_lines(response):
                 self._handle(json.loads(line))
+                events += 1
         finally:
             self._close(response)
-        if self._take_interrupt() and not self._stop.is_set():
-            self.store.count_watch_restart()
+        if self._take_interrupt():
+            if not self._stop.is_set():
+                self.store.count_watch_restart()
+            return
+        lasted = time.monotonic() - started
+        if events == 0 and lasted < self.timing.min_watch_seconds:
+            raise WatchFailed(f"very short watch: closed after {lasted:.3f}s with no events")
 
     def _handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -33,6 +33,7 @@ class FakeState:
     resource_version: int = 100
     gone_on_next_watch: bool = False
     slow_seconds: float = 0.0  # delay of single-object GETs and PUTs
+    watch_hold_seconds: float = 2.0  # how long an idle watch stays open (0: closes at once)
     lists: int = 0
     watches: int = 0
     puts: list[dict[str, Any]] = field(default_factory=list)
@@ -117,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
         else:
-            self.stop.wait(min(timeout, 2.0))  # an idle watch that ends early, as a server may
+            self.stop.wait(min(timeout, st.watch_hold_seconds))  # an idle watch that ends early, as a server may
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
