@@ -20,11 +20,14 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.utils.keepalive import tcp_keepalive_socket_options
 
 from services.common.credentials import ApiCredentials
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
+
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
 
 _FILE_KEYS = ("certificate-authority", "client-certificate", "client-key", "tokenFile")
 
@@ -74,6 +77,14 @@ def build_api_client(creds: ApiCredentials) -> k8s.ApiClient:
     # No silent urllib3 retries: they would multiply every timeout (a 3 s live GET
     # becoming 12 s); the informers and the status writer retry with backoff themselves.
     cfg.retries = False
+    # TCP keepalive: a watch whose peer vanished (node partitioned, a NAT or load
+    # balancer dropped the flow) otherwise goes unnoticed until its read timeout,
+    # up to ~6.5 min of silently stale cache. Probes after 30 s idle, every 10 s,
+    # 3 unanswered: a dead connection is dropped within ~60 s. (Only the read
+    # timeout can catch a peer that is alive but silent.)
+    cfg.socket_options = tcp_keepalive_socket_options(
+        idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL, count=KEEPALIVE_COUNT
+    )
     return k8s.ApiClient(cfg)
 
 
