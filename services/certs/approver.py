@@ -19,6 +19,9 @@ from services.common.logs import get_logger, setup_logging
 log = get_logger(__name__)
 
 BACKOFF_CAP = 30.0
+# A watch closed sooner than this without a single event counts as a failure (as
+# client-go's "very short watch"): re-watching at once would be a busy loop.
+MIN_WATCH_SECONDS = 1.0
 
 
 class Approver:
@@ -57,12 +60,17 @@ class Approver:
                 resource_version = self.sync()
                 failures = 0
                 while True:
+                    started, events = time.monotonic(), 0
                     for event_type, obj in kube.watch_csrs(self.api, resource_version):
+                        events += 1
                         if event_type == "ERROR":
                             raise kube.KubeError(410, "watch expired")
                         resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
                         if event_type in ("ADDED", "MODIFIED"):
                             self._handle_safely(obj)
+                    lasted = time.monotonic() - started
+                    if events == 0 and lasted < MIN_WATCH_SECONDS:
+                        raise kube.KubeError(0, f"very short watch: closed after {lasted:.3f}s with no events")
             except kube.KubeError as exc:
                 failures += 1
                 delay = min(BACKOFF_CAP, 0.5 * 2**failures) * (0.5 + random.random())

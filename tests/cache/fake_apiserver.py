@@ -36,6 +36,7 @@ class FakeState:
     watch_hold_seconds: float = 2.0  # how long an idle watch stays open (0: closes at once)
     lists: int = 0
     watches: int = 0
+    csr_watches: int = 0
     puts: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,6 +66,14 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = parse_qs(url.query)
         st = self.state
+        if url.path == "/apis/certificates.k8s.io/v1/certificatesigningrequests":  # always empty
+            if query.get("watch") == ["true"]:
+                with st.lock:
+                    st.csr_watches += 1
+                return self._watch(False, float(query.get("timeoutSeconds", ["5"])[0]))
+            return self._json(
+                200, {"kind": "List", "metadata": {"resourceVersion": str(st.resource_version)}, "items": []}
+            )
         if url.path == "/api/v1/pods" or url.path.endswith("/network-attachment-definitions"):
             is_pods = url.path == "/api/v1/pods"
             if query.get("watch") == ["true"]:
