@@ -31,6 +31,7 @@ ApiClient = Any
 
 REQUEST_TIMEOUT = 15.0
 WATCH_SECONDS = 30
+MIN_WATCH_SECONDS = 1.0  # a shorter watch without events is not re-opened at once
 ORDERED_USAGES = ("digital signature", "client auth")
 assert frozenset(ORDERED_USAGES) == USAGES
 
@@ -166,6 +167,7 @@ def wait_for_certificate(api: ApiClient, name: str, timeout: float) -> bytes:
         if remaining <= 0:
             raise TimeoutError(f"CertificateSigningRequest {name} not approved and issued within {timeout:.0f}s")
         watcher = k8s_watch.Watch()
+        started, events = time.monotonic(), 0
         try:
             for event in watcher.stream(
                 certs.list_certificate_signing_request,
@@ -174,10 +176,8 @@ def wait_for_certificate(api: ApiClient, name: str, timeout: float) -> bytes:
                 timeout_seconds=max(1, min(int(remaining), WATCH_SECONDS)),
                 _request_timeout=min(remaining, WATCH_SECONDS) + 10,
             ):
-                raw = event.get("raw_object") or {}
-                if event.get("type") == "ERROR":
-                    break  # 410 Gone and friends: re-read and watch again
-                outcome = csr_outcome(raw)
+                events += 1
+                outcome = csr_outcome(event.get("raw_object") or {})
                 if outcome.state != "pending":
                     watcher.stop()
                     break
@@ -185,6 +185,9 @@ def wait_for_certificate(api: ApiClient, name: str, timeout: float) -> bytes:
             raise _kube_error("watch CertificateSigningRequest", exc) from exc
         finally:
             watcher.stop()
+        if events == 0 and time.monotonic() - started < MIN_WATCH_SECONDS:
+            # Closed at once with nothing to say: pause instead of a busy GET + watch loop.
+            time.sleep(max(0.0, min(MIN_WATCH_SECONDS, deadline - time.monotonic())))
 
 
 def csr_view(obj: dict[str, Any]) -> CsrView:

@@ -66,7 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = parse_qs(url.query)
         st = self.state
-        if url.path == "/apis/certificates.k8s.io/v1/certificatesigningrequests":  # always empty
+        csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+        if url.path.startswith(csrs + "/"):  # any named CSR exists and stays pending
+            meta = {"name": url.path.rsplit("/", 1)[1], "resourceVersion": str(st.resource_version)}
+            return self._json(200, {"kind": "CertificateSigningRequest", "metadata": meta, "spec": {}, "status": {}})
+        if url.path == csrs:  # the collection is always empty
             if query.get("watch") == ["true"]:
                 with st.lock:
                     st.csr_watches += 1
