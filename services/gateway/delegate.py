@@ -53,7 +53,7 @@ def _decode_config(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         return copied
     try:
         obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise cni.CniError(cni.INVALID_CONFIG, "error unmarshalling delegate config", str(exc)) from exc
     if not isinstance(obj, dict):
         raise cni.CniError(cni.INVALID_CONFIG, "error unmarshalling delegate config", "expected a JSON object")

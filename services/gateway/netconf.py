@@ -50,7 +50,7 @@ def merge_daemon_config(request_config: bytes, daemon_raw: Mapping[str, Any]) ->
     if request_config.strip():
         try:
             conf = json.loads(request_config)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise cni.CniError(cni.DECODE_FAILURE, "failed to unmarshal CNI config", str(exc)) from exc
         if not isinstance(conf, dict):
             raise cni.CniError(cni.DECODE_FAILURE, "failed to unmarshal CNI config", "expected a JSON object")

@@ -20,13 +20,13 @@ from typing import Any
 from services.common import cni
 from services.common.files import write_atomic
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 RECORD_VERSION = 1
 
 
 def validate_container_id(container_id: str) -> None:
     """The CNI spec's container ID alphabet; it also keeps IDs from escaping the records dir."""
-    if not _SAFE_ID.match(container_id) or len(container_id) > 512:
+    if not _SAFE_ID.fullmatch(container_id) or len(container_id) > 512:
         raise cni.CniError(cni.INVALID_ENV, f"invalid CNI_CONTAINERID {container_id[:64]!r}")
 
 
@@ -113,7 +113,7 @@ class RecordStore:
 
     def container_ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _SAFE_ID.match(p.name))
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _SAFE_ID.fullmatch(p.name))
         except FileNotFoundError:
             return []
 

@@ -34,7 +34,7 @@ CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         obj = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise cni.CniError(cni.INVALID_CONFIG, f"error loading CNI config file {path}", str(exc)) from exc
     if not isinstance(obj, dict):
         raise cni.CniError(cni.INVALID_CONFIG, f"error loading CNI config file {path}", "expected a JSON object")
@@ -53,7 +53,7 @@ def find_config_by_name(directory: str, name: str) -> dict[str, Any] | None:
     for path in _conf_files(Path(directory)):
         try:
             obj = json.loads(path.read_bytes())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(obj, dict) and obj.get("name") == name:
             return obj
@@ -79,7 +79,7 @@ def config_from_spec(spec_config: str, nad_name: str) -> bytes | dict[str, Any]:
     (host-local's store directory, libcni's result cache)."""
     try:
         obj = json.loads(spec_config)
-    except ValueError:
+    except (ValueError, RecursionError):
         return spec_config.encode()  # load_delegate reports the decode error
     if not isinstance(obj, dict):
         return spec_config.encode()

@@ -141,7 +141,7 @@ def parse_networks_annotation(text: str, default_namespace: str) -> list[Network
     if any(c in text for c in '[{"'):
         try:
             obj = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _bad("failed to parse pod network selection annotation (JSON)", str(exc)) from exc
         if isinstance(obj, dict):  # a single element is tolerated
             obj = [obj]

@@ -1,0 +1,46 @@
+"""JSON nested deeper than the parser's stack is bad input (a CNI decode/config
+error), never an internal failure, wherever the gateway parses JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.common import cni
+from services.gateway.delegate import load_delegate
+from services.gateway.netconf import load_netconf
+from services.gateway.records import validate_container_id
+from services.gateway.resolver import config_from_spec
+from services.gateway.selection import parse_networks_annotation
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def _netconf(text: str) -> Any:
+    return load_netconf(text.encode(), {}, require_network=False)
+
+
+PARSERS: list[tuple[str, Callable[[str], Any]]] = [
+    ("request network config", _netconf),
+    ("delegate config", lambda text: load_delegate(text.encode())),
+    ("pod annotation", lambda text: parse_networks_annotation(text, "default")),
+]
+
+
+@pytest.mark.parametrize(("case", "parse"), PARSERS, ids=[p[0] for p in PARSERS])
+def test_deeply_nested_json_is_a_cni_error(case: str, parse: Callable[[str], Any]) -> None:
+    with pytest.raises(cni.CniError) as err:
+        parse(DEEP)
+    assert err.value.code in (cni.DECODE_FAILURE, cni.INVALID_CONFIG)
+
+
+def test_deeply_nested_nad_config_is_passed_on_for_load_delegate_to_report() -> None:
+    assert config_from_spec(DEEP, "nad") == DEEP.encode()
+
+
+@pytest.mark.parametrize("container_id", ["abc\n", "ab\nc", "../x", "", "-a"])
+def test_container_id_must_match_entirely(container_id: str) -> None:
+    with pytest.raises(cni.CniError):
+        validate_container_id(container_id)
