@@ -119,9 +119,15 @@ class DelegateRunner:
         self._slots = asyncio.Semaphore(settings.max_concurrency)
 
     def _kubeconfig(self) -> str | None:
-        # Written by the certs service; delegates get it only once it exists.
+        """The delegate kubeconfig (written by the certs service) once it exists
+        where the delegate will open it: under chrootDir when set, because the
+        delegate runs chrooted into the host root and the executor's own
+        filesystem need not have the host's CNI config dir mounted at all."""
         path = self.settings.delegate_kubeconfig
-        return path if path and os.path.isfile(path) else None
+        if not path:
+            return None
+        seen_at = os.path.join(self.settings.chroot_dir, path.lstrip("/")) if self.settings.chroot_dir else path
+        return path if os.path.isfile(seen_at) else None
 
     async def run(self, req: ExecRequest, timeout: float | None) -> ExecOutcome:
         """Run one delegate within `timeout` seconds (queueing included).

@@ -150,3 +150,54 @@ def test_executor_is_not_serving_until_the_chroot_dir_exists(tmp_path: Path) -> 
         wait_serving(inst.grpc_socket("executor"), timeout=5)
     finally:
         proc.stop()
+
+
+@contextmanager
+def usr_bound(root: Path) -> Iterator[None]:
+    """A root that can run Python scripts: the host's /usr bound read-only, merged-/usr links."""
+    for name in ("bin", "lib", "lib64", "sbin"):
+        if Path("/", name).is_symlink():
+            (root / name).symlink_to(f"usr/{name}")
+    target = root / "usr"
+    target.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", "/usr", str(target)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_delegates_in_the_chroot_get_the_kubeconfig_present_only_in_the_host_root(tmp_path: Path) -> None:
+    """As in the DaemonSet: the certs service writes <cniConfigDir>/multus.d/multus.kubeconfig
+    on the host; the executor's container does not mount the CNI config dir, its delegates
+    open the path inside the chroot. KUBECONFIG must be passed whenever the file is there."""
+    root = tmp_path / "hostroot"
+    root.mkdir()
+    inst, bin_dir, _ = make_executor_instance(tmp_path, chrootDir=str(root))
+    kubeconfig = os.path.join(inst.config["cniConfigDir"], "multus.d", "multus.kubeconfig")
+    assert not os.path.exists(kubeconfig)
+    inner_bin = root / str(bin_dir).lstrip("/")
+    inner_bin.mkdir(parents=True)
+    recorder = inner_bin / "recorder"
+    recorder.write_text("#!/usr/bin/python3\n" + (bin_dir / "recorder").read_text().split("\n", 1)[1])
+    recorder.chmod(0o755)
+    (root / "records").mkdir()
+    conf = json.dumps({"cniVersion": "1.0.0", "recordDir": "/records"}).encode()
+    req = executor_pb2.ExecPluginRequest(plugin="recorder", command="DEL", config=conf)
+    proc = launch_executor(inst)
+    try:
+        with usr_bound(root), grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}") as channel:
+            stub = executor_pb2_grpc.ExecutorStub(channel)
+            resp = stub.ExecPlugin(req, timeout=10, metadata=GATEWAY)
+            assert not resp.HasField("error"), (resp.error, proc.log()[-2000:])
+            calls = (root / "records" / "calls.jsonl").read_text().splitlines()
+            assert "KUBECONFIG" not in json.loads(calls[-1])["env"]  # not written yet
+            inside = root / kubeconfig.lstrip("/")
+            inside.parent.mkdir(parents=True)
+            inside.write_text("apiVersion: v1\nkind: Config\n")
+            resp = stub.ExecPlugin(req, timeout=10, metadata=GATEWAY)
+            assert not resp.HasField("error"), resp.error
+            calls = (root / "records" / "calls.jsonl").read_text().splitlines()
+            assert json.loads(calls[-1])["env"]["KUBECONFIG"] == kubeconfig
+    finally:
+        proc.stop()
