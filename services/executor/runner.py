@@ -20,6 +20,7 @@ from services.executor.process import OutputTooLarge, run_plugin_process
 from services.executor.rejection import Reason, Rejected
 from services.executor.validation import (
     find_plugin,
+    validate_add_runtime,
     validate_command,
     validate_env_value,
     validate_extra_env,
@@ -99,6 +100,8 @@ def validate(req: ExecRequest, settings: RunnerSettings) -> Invocation:
     plugin_path = find_plugin(req.plugin, settings.bin_dirs)
     for key, value in (("CNI_CONTAINERID", req.container_id), ("CNI_IFNAME", req.ifname), ("CNI_ARGS", req.args)):
         validate_env_value(key, value)
+    if command == "ADD":
+        validate_add_runtime(req.container_id, req.ifname)
     netns = validate_netns(req.netns, command, settings.netns_prefixes)
     return Invocation(
         plugin=req.plugin,

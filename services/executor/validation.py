@@ -125,13 +125,30 @@ def find_plugin(name: str, bin_dirs: Iterable[str]) -> str:
 
 
 _IFNAME = re.compile(r"[^\s/:\0]{1,15}")
+# IFNAMSIZ less the NUL: the kernel counts bytes, not characters.
+_IFNAME_MAX_BYTES = 15
+# libcni's ValidateContainerID.
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 def validate_ifname(name: str) -> str:
     """A Linux interface name: 1-15 bytes, no whitespace, '/', ':' or NUL."""
-    if not _IFNAME.fullmatch(name) or name in (".", ".."):
+    if not _IFNAME.fullmatch(name) or name in (".", "..") or len(name.encode()) > _IFNAME_MAX_BYTES:
         raise Rejected(Reason.INVALID, f"invalid interface name {name!r}")
     return name
+
+
+def validate_add_runtime(container_id: str, ifname: str) -> None:
+    """What libcni checks before every ADD (upstream runs its delegates through
+    libcni): a container ID of [A-Za-z0-9][A-Za-z0-9_.-]* and a valid interface
+    name. Plugins write both into their own state (host-local's leases hold
+    `<id>\\r\\n<ifname>`), so a newline in either would corrupt it. DEL and CHECK are
+    left alone, as in libcni: they must clean up whatever an older runtime added."""
+    if not _CONTAINER_ID.fullmatch(container_id):
+        raise Rejected(
+            Reason.INVALID, f"invalid container ID {container_id!r}: libcni requires [A-Za-z0-9][A-Za-z0-9_.-]*"
+        )
+    validate_ifname(ifname)
 
 
 GatewayAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

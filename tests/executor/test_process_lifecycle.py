@@ -22,6 +22,7 @@ from tests.executor.conftest import (
     process_group_members,
     wait_until,
 )
+from tests.support.netns import netns
 from tests.support.plugins import recorded_calls
 
 
@@ -170,6 +171,49 @@ def test_nul_bytes_in_env_values_are_refused(executor: Executor, field: str) -> 
         executor.exec(plugin="recorder", command="DEL", config=executor.recorder_conf(), **fields)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert recorded_calls(executor.record_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("container_id", "ifname"),
+    [
+        ("c1\r\nnet9", "net1"),  # would forge a line in host-local's lease file
+        ("", "net1"),
+        ("-c1", "net1"),
+        ("c1", "net1\nX=1"),
+        ("c1", ""),
+        ("c1", "\u00e9" * 8),
+    ],
+)
+def test_add_refuses_what_libcni_refuses(executor: Executor, container_id: str, ifname: str) -> None:
+    with netns("exa") as ns:
+        with pytest.raises(grpc.RpcError) as caught:
+            executor.exec(
+                plugin="recorder",
+                command="ADD",
+                container_id=container_id,
+                ifname=ifname,
+                netns=ns.path,
+                config=executor.recorder_conf(),
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert recorded_calls(executor.record_dir) == []
+        # The same values with a valid runtime pass, and '=' and newlines in CNI_ARGS stay as given.
+        args = "IgnoreUnknown=1;K8S_POD_NAME=a=b\nc"
+        executor.exec(
+            plugin="recorder",
+            command="ADD",
+            container_id="c1",
+            ifname="net1",
+            netns=ns.path,
+            args=args,
+            config=executor.recorder_conf(),
+        )
+        assert recorded_calls(executor.record_dir)[-1]["env"]["CNI_ARGS"] == args
+    # DEL cleans up whatever was added before, as libcni: no ID or ifname rule.
+    executor.exec(
+        plugin="recorder", command="DEL", container_id=container_id, ifname=ifname, config=executor.recorder_conf()
+    )
+    assert recorded_calls(executor.record_dir)[-1]["env"]["CNI_CONTAINERID"] == container_id
 
 
 def test_unknown_commands_are_refused(executor: Executor) -> None:

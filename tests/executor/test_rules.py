@@ -116,6 +116,9 @@ def test_extra_env(extra: dict[str, str], ok: bool) -> None:
         ("a b", False),
         ("a:1", False),
         ("..", False),
+        ("\u00e9" * 7, True),  # 14 bytes
+        ("\u00e9" * 8, False),  # 8 characters, 16 bytes: the kernel counts bytes
+        ("eth0\n", False),
     ],
 )
 def test_interface_names(name: str, ok: bool) -> None:
