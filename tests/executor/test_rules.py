@@ -40,6 +40,10 @@ PREFIXES = ("/proc/", "/var/run/netns/", "/run/netns")
         ("bridge ", False),
         ("br;idge", False),
         ("x" * 256, False),
+        ("x" * 255, True),
+        ("\u0431ridge", False),  # Cyrillic look-alike
+        ("bridge\n", False),
+        ("bri\u200bdge", False),  # zero-width space
     ],
 )
 def test_plugin_names(name: str, ok: bool) -> None:
