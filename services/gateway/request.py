@@ -228,8 +228,8 @@ def container_id_problem(container_id: str) -> str:
 
 
 def ifname_problem(ifname: str) -> str:
-    """libcni's ValidateInterfaceName."""
-    if len(ifname) > IFNAMSIZ - 1:
+    """libcni's ValidateInterfaceName (the kernel's limit is in bytes, not characters)."""
+    if len(ifname.encode("utf-8", "surrogatepass")) > IFNAMSIZ - 1:
         return "CNI_IFNAME is too long"
     if ifname in (".", ".."):
         return "CNI_IFNAME is . or .."

@@ -1,5 +1,5 @@
-"""JSON nested deeper than the parser's stack is bad input (a CNI decode/config
-error), never an internal failure, wherever the gateway parses JSON."""
+"""Bad input the gateway parses (deeply nested JSON, container IDs, interface names)
+is a CNI error with the right code, never an internal failure."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from services.common import cni
 from services.gateway.delegate import load_delegate
 from services.gateway.netconf import load_netconf
 from services.gateway.records import validate_container_id
+from services.gateway.request import ifname_problem
 from services.gateway.resolver import config_from_spec
 from services.gateway.selection import parse_networks_annotation
 
@@ -44,3 +45,11 @@ def test_deeply_nested_nad_config_is_passed_on_for_load_delegate_to_report() -> 
 def test_container_id_must_match_entirely(container_id: str) -> None:
     with pytest.raises(cni.CniError):
         validate_container_id(container_id)
+
+
+@pytest.mark.parametrize(
+    ("ifname", "ok"),
+    [("eth0", True), ("a" * 15, True), ("a" * 16, False), ("é" * 7, True), ("é" * 8, False), ("..", False)],
+)
+def test_interface_names_are_limited_in_bytes(ifname: str, ok: bool) -> None:
+    assert (ifname_problem(ifname) == "") is ok
