@@ -9,24 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.procs import processes
 from tests.support.services import REPO, Instance, wait_serving
 
 SERVICES = ("certs", "cache", "executor", "gateway")
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # field 4 (after the parenthesised command) is the parent pid
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
+    return [p.pid for p in processes() if p.ppid == pid]
 
 
 def test_starts_all_four_and_stops_them_cleanly(instance: Instance) -> None:

@@ -15,6 +15,7 @@ import grpc
 from services.api import cache_pb2, cache_pb2_grpc
 from tests.e2e.conftest import Node, new_container_id
 from tests.support.netns import Netns
+from tests.support.procs import processes
 
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 
@@ -124,15 +125,9 @@ def test_supervisor_restarts_a_service_that_dies(node: Node, pod_netns: Netns) -
 def _pid_listening(socket_path: str, missing_ok: bool = False) -> int:
     """The pid of the service process whose command line names its module (one per instance)."""
     config = str(Path(socket_path).parents[2] / "daemon-config.json")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"services.executor" in cmdline and config.encode() in cmdline:
-            return int(entry.name)
+    for proc in processes():
+        if b"services.executor" in proc.cmdline and config.encode() in proc.cmdline:
+            return proc.pid
     if missing_ok:
         return 0
     raise AssertionError("no executor process found")

@@ -16,6 +16,7 @@ import pytest
 from services.api import executor_pb2, executor_pb2_grpc
 from services.executor.guard import CALLER_METADATA_KEY, GATEWAY_CALLER
 from tests.support.plugins import make_bin_dir
+from tests.support.procs import processes
 from tests.support.services import Instance, ServiceProcess, make_instance, start_service, wait_serving
 
 GATEWAY = ((CALLER_METADATA_KEY, GATEWAY_CALLER),)
@@ -89,19 +90,7 @@ def executor(executor_process: tuple[Instance, ServiceProcess, Path], tmp_path: 
 
 def process_group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+    return [p.pid for p in processes() if p.pgrp == pgid and p.state != "Z"]
 
 
 def process_alive(pid: int) -> bool:
