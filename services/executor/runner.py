@@ -18,6 +18,7 @@ from services.executor import metrics
 from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
 from services.executor.process import OutputTooLarge, run_plugin_process
 from services.executor.rejection import Reason, Rejected
+from services.executor.rootfs import resolve_in_root
 from services.executor.validation import (
     find_plugin,
     validate_add_runtime,
@@ -97,7 +98,7 @@ class RunnerSettings:
 
 def validate(req: ExecRequest, settings: RunnerSettings) -> Invocation:
     command = validate_command(req.command)
-    plugin_path = find_plugin(req.plugin, settings.bin_dirs)
+    plugin_path = find_plugin(req.plugin, settings.bin_dirs, settings.chroot_dir)
     for key, value in (("CNI_CONTAINERID", req.container_id), ("CNI_IFNAME", req.ifname), ("CNI_ARGS", req.args)):
         validate_env_value(key, value)
     if command == "ADD":
@@ -129,7 +130,10 @@ class DelegateRunner:
         path = self.settings.delegate_kubeconfig
         if not path:
             return None
-        seen_at = os.path.join(self.settings.chroot_dir, path.lstrip("/")) if self.settings.chroot_dir else path
+        try:
+            seen_at = resolve_in_root(self.settings.chroot_dir, path)
+        except (OSError, ValueError):
+            return None
         return path if os.path.isfile(seen_at) else None
 
     async def run(self, req: ExecRequest, timeout: float | None) -> ExecOutcome:

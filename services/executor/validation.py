@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from services.common.cni import CNI_COMMANDS
 from services.executor.rejection import Reason, Rejected
+from services.executor.rootfs import resolve_in_root
 
 # A CNI plugin "type" is a file name: no separators, no NUL, no leading dot
 # (which also excludes "." and ".."), bounded length.
@@ -112,16 +113,30 @@ def network_namespace_identity(path: str) -> tuple[int, int]:
         os.close(fd)
 
 
-def find_plugin(name: str, bin_dirs: Iterable[str]) -> str:
-    """The first executable `<binDir>/<name>` on the executor's own filesystem."""
+def find_plugin(name: str, bin_dirs: Iterable[str], chroot_dir: str = "") -> str:
+    """The first `<binDir>/<name>` that is an executable regular file where it will
+    run: inside `chroot_dir` when set (links followed as the chrooted process
+    follows them, so distro links such as `bridge -> /usr/lib/cni/bridge` work),
+    else on the executor's own filesystem. Returns the path to execute (the same
+    path inside the chroot)."""
     validate_plugin_name(name)
     searched = []
     for directory in bin_dirs:
         candidate = os.path.join(directory, name)
         searched.append(directory)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if _is_executable_file(chroot_dir, candidate):
             return candidate
-    raise Rejected(Reason.NOT_FOUND, f"failed to find plugin {name!r} in path {searched}")
+    where = f" (inside chrootDir {chroot_dir})" if chroot_dir else ""
+    raise Rejected(Reason.NOT_FOUND, f"failed to find plugin {name!r} in path {searched}{where}")
+
+
+def _is_executable_file(root: str, path: str) -> bool:
+    try:
+        real = resolve_in_root(root, path)
+        st = os.stat(real)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode) and os.access(real, os.X_OK)
 
 
 _IFNAME = re.compile(r"[^\s/:\0]{1,15}")

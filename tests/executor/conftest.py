@@ -59,8 +59,10 @@ def launch_executor(inst: Instance, *extra: str, socket: str | None = None) -> S
     return proc
 
 
-def make_executor_instance(tmp_path: Path, **overrides: Any) -> tuple[Instance, Path, Path]:
-    bin_dir = make_bin_dir(tmp_path / "bin")
+def make_executor_instance(
+    tmp_path: Path, *, with_reference: bool = True, **overrides: Any
+) -> tuple[Instance, Path, Path]:
+    bin_dir = make_bin_dir(tmp_path / "bin", with_reference=with_reference)
     record_dir = tmp_path / "records"
     record_dir.mkdir()
     inst = make_instance(tmp_path, binDir=str(bin_dir), **overrides)

@@ -1,6 +1,7 @@
-"""chrootDir: the plugin is found in the bin dirs on the executor's own
-filesystem and the same path is executed inside a real prepared root, with the
-netns path passed unchanged (as upstream's ChrootExec)."""
+"""chrootDir: the plugin is looked up in the bin dirs inside the root, links
+followed as the chrooted process follows them (distro packages install
+`/opt/cni/bin/<plugin>` as links to `/usr/lib/cni`), and that same path is
+executed inside a real prepared root, with the netns path passed unchanged."""
 
 from __future__ import annotations
 
@@ -34,12 +35,25 @@ def shared_libraries(binary: Path) -> list[Path]:
     return libs
 
 
-def prepare_root(root: Path, bin_dir: Path) -> None:
-    """A minimal host root: the reference plugins at the bin dir's own path, and their libraries."""
+def prepare_root(root: Path, bin_dir: Path, layout: str = "files") -> None:
+    """A minimal host root: the reference plugins at the bin dir's own path, and their libraries.
+
+    layout "files": copies in the bin dir; "links": copies in /usr/lib/cni with the
+    bin dir holding links to them as a distro package leaves it (bridge absolute,
+    host-local relative), which dangle on the executor's own filesystem."""
     inner_bin = root / str(bin_dir).lstrip("/")
     inner_bin.mkdir(parents=True)
     for name in PLUGINS:
-        shutil.copy2(REFERENCE / name, inner_bin / name)
+        if layout == "files":
+            shutil.copy2(REFERENCE / name, inner_bin / name)
+        else:
+            distro = root / "usr/lib/cni"
+            distro.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REFERENCE / name, distro / name)
+            if name == "bridge":
+                (inner_bin / name).symlink_to(f"/usr/lib/cni/{name}")
+            else:
+                (inner_bin / name).symlink_to(os.path.relpath(distro / name, inner_bin))
         for lib in shared_libraries(REFERENCE / name):
             target = root / str(lib).lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +85,13 @@ def proc_mounted(root: Path) -> Iterator[None]:
 
 
 @pytest.mark.skipif(not (REFERENCE / "bridge").exists(), reason="reference plugins not installed")
-def test_bridge_runs_inside_the_chroot_with_the_same_paths(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["files", "links"])
+def test_bridge_runs_inside_the_chroot_with_the_same_paths(tmp_path: Path, layout: str) -> None:
     root = tmp_path / "hostroot"
-    inst, bin_dir, _ = make_executor_instance(tmp_path, chrootDir=str(tmp_path / "hostroot"))
-    prepare_root(root, bin_dir)
+    # The executor's own bin dir has no reference plugins (as in the DaemonSet's
+    # executor container, where distro links dangle): only the root's count.
+    inst, bin_dir, _ = make_executor_instance(tmp_path, chrootDir=str(root), with_reference=False)
+    prepare_root(root, bin_dir, layout)
     proc = launch_executor(inst)
     bridge = unique_name("exc")
     # host-local's dataDir as the plugin sees it: inside the chroot it lands under root.
@@ -118,8 +135,9 @@ def test_bridge_runs_inside_the_chroot_with_the_same_paths(tmp_path: Path) -> No
             ip("link", "delete", bridge, check=False)
 
 
-def test_a_plugin_missing_inside_the_root_fails_with_chroots_error(tmp_path: Path) -> None:
-    """`recorder` is in the bin dir on the executor's filesystem but not in the root."""
+def test_a_plugin_only_on_the_executors_filesystem_is_not_found(tmp_path: Path) -> None:
+    """`recorder` is in the bin dir on the executor's filesystem but not in the root:
+    it would not run there, so the lookup says so before anything is executed."""
     root = tmp_path / "emptyroot"
     root.mkdir()
     inst, _, record_dir = make_executor_instance(tmp_path, chrootDir=str(root))
@@ -128,9 +146,11 @@ def test_a_plugin_missing_inside_the_root_fails_with_chroots_error(tmp_path: Pat
         conf = json.dumps({"cniVersion": "1.0.0", "recordDir": str(record_dir)}).encode()
         req = executor_pb2.ExecPluginRequest(plugin="recorder", command="DEL", config=conf)
         with grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}") as channel:
-            resp = executor_pb2_grpc.ExecutorStub(channel).ExecPlugin(req, timeout=10, metadata=GATEWAY)
-        assert resp.exit_code == 127
-        assert resp.error.code == 5 and "chroot" in resp.error.msg
+            with pytest.raises(grpc.RpcError) as info:
+                executor_pb2_grpc.ExecutorStub(channel).ExecPlugin(req, timeout=10, metadata=GATEWAY)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "failed to find plugin 'recorder'" in str(info.value.details())
+        assert f"inside chrootDir {root}" in str(info.value.details())
         assert not (record_dir / "calls.jsonl").exists()
     finally:
         proc.stop()
