@@ -52,9 +52,12 @@ class DelegateTokenWriter:
         self.ledger = ledger
         self.clock = clock
         self.rng = rng
+        # Listed as MISSING from construction, before the certs service answers its
+        # first call: the gateway holds readiness (bounded) until this turns VALID, so
+        # the first pods' delegates never run without API credentials.
+        self.ledger.publish(Credential(DELEGATE_TOKEN, self.settings.kubeconfig_path, present=False))
 
     async def run(self) -> None:
-        self.ledger.publish(Credential(DELEGATE_TOKEN, self.settings.kubeconfig_path, present=False))
         api_kubeconfig = await usable_kubeconfig(self.source, self.clock)
         attempt = 0
         while True:

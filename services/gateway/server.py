@@ -5,6 +5,7 @@ before readiness, and draining in-flight requests on SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterable
@@ -17,8 +18,10 @@ from services.common.grpc_server import start_configured_service
 from services.common.logs import get_logger
 from services.common.metrics import start_metrics_server
 from services.gateway.cache_client import CacheClient
+from services.gateway.certs_client import CertsClient
 from services.gateway.cni_service import CniService
 from services.gateway.config_manager import ConfigManager
+from services.gateway.credentials_gate import DEFAULT_WAIT_SECONDS, WAIT_KEY, wait_for_delegate_credentials
 from services.gateway.device_info import DeviceInfoFiles, DevicePluginCheckpoint, KubeletDeviceInfo
 from services.gateway.dispatch import Dispatcher
 from services.gateway.executor_client import ExecutorClient
@@ -40,6 +43,7 @@ DRAIN_SECONDS = 30.0
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
     executor = ExecutorClient(config.executor_sockets or (config.grpc_socket("executor"),))
     cache = CacheClient(config.grpc_socket("cache"))
+    certs = CertsClient(config.grpc_socket("certs"))
     invoker = NetworkInvoker(ExecutorRunner(executor, timeout=config.executor_timeout_seconds + 5.0))
     # Device IDs for NADs with a resourceName: the kubelet PodResources API, checkpoint as fallback.
     pod_resources = PodResourcesClient(config.pod_resources_socket) if config.pod_resources_socket else None
@@ -65,17 +69,30 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     if config.metrics_port:  # upstream's key: its request counter, served only when set
         start_metrics_server(config.metrics_port)
     http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
-    # Ready = spool replayed and the node's Multus CNI config in place (config manager).
+    # Ready = spool replayed, the node's Multus CNI config in place (config manager)
+    # and the delegates' API credentials written (or waited for long enough).
     config_manager = ConfigManager(config)
     spool_replayed = False
+    credentials_settled = False
 
     async def publish_readiness(_state: object = None) -> None:
-        readiness.ready = spool_replayed and config_manager.ready
+        readiness.ready = spool_replayed and credentials_settled and config_manager.ready
         if not readiness.draining:
             await grpc_service.set_serving(readiness.ready)
 
+    async def settle_credentials() -> None:
+        nonlocal credentials_settled
+        bound = float(config.raw.get(WAIT_KEY, DEFAULT_WAIT_SECONDS))
+        outcome = await wait_for_delegate_credentials(
+            lambda: certs.delegate_credentials_state(timeout=2.0), bound
+        )
+        log.info("delegate API credentials", outcome=outcome)
+        credentials_settled = True
+        await publish_readiness()
+
     config_manager.add_listener(publish_readiness)
     config_manager.start()
+    credentials = asyncio.create_task(settle_credentials())
     try:
         report = await replay_spool(spool_dir(config.socket_dir), dispatcher.cni)
         if report.replayed or report.failed:
@@ -87,6 +104,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     finally:
         # Drain: stop answering ready, stop accepting, let in-flight requests finish.
         readiness.draining = True
+        credentials.cancel()
         await config_manager.stop()  # leaves 00-multus.conf in place: the node stays Ready across restarts
         await grpc_service.set_serving(False)
         for site in list(http.sites):
@@ -101,5 +119,6 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
             os.unlink(config.daemon_socket_path)
         await executor.close()
         await cache.close()
+        await certs.close()
         if pod_resources is not None:
             await pod_resources.close()

@@ -4,25 +4,25 @@ NAD informer, live GET fallback and UID checks, through the real service process
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import grpc
 import pytest
 
 from services.api import cache_pb2
 from tests.cache.kube_support import Cluster, cache_stub, eventually, get_pod, kube_instance, running_cache, stats
+from tests.conftest import ShippedIdentity
 from tests.support.services import Instance
 
 pytestmark = pytest.mark.kube
 
 
 def test_pod_informer_lists_and_watches_only_this_node(
-    instance: Instance, kube_api: Path, cluster: Cluster, node: str
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str
 ) -> None:
     ns = cluster.namespace
     cluster.create_pod("before", node, {"k8s.v1.cni.cncf.io/networks": "net-a"})
     cluster.create_pod("elsewhere", node + "-other")
-    kube_instance(instance, kube_api)
+    kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
         kinds = stats(stub)
         assert kinds["Pod"].synced and kinds["NetworkAttachmentDefinition"].synced
@@ -49,9 +49,9 @@ def test_pod_informer_lists_and_watches_only_this_node(
 
 
 def test_get_pod_waits_for_a_pod_created_after_the_call(
-    instance: Instance, kube_api: Path, cluster: Cluster, node: str
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str
 ) -> None:
-    kube_instance(instance, kube_api)
+    kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
         future = stub.GetPod.future(
             cache_pb2.GetPodRequest(namespace=cluster.namespace, name="racer", wait_ms=5000), timeout=10
@@ -61,7 +61,7 @@ def test_get_pod_waits_for_a_pod_created_after_the_call(
 
 
 def test_uid_mismatch_is_a_precondition_failure_except_for_mirror_pods(
-    instance: Instance, kube_api: Path, cluster: Cluster, node: str
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str
 ) -> None:
     ns = cluster.namespace
     cluster.create_pod("plain", node)
@@ -70,7 +70,7 @@ def test_uid_mismatch_is_a_precondition_failure_except_for_mirror_pods(
         node,
         {"kubernetes.io/config.mirror": "abc", "kubernetes.io/config.source": "file"},
     )
-    kube_instance(instance, kube_api)
+    kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
         with pytest.raises(grpc.RpcError) as err:
             get_pod(stub, ns, "plain", uid="00000000-0000-0000-0000-000000000000", wait_ms=200)
@@ -81,10 +81,12 @@ def test_uid_mismatch_is_a_precondition_failure_except_for_mirror_pods(
         assert got.uid == mirror["metadata"]["uid"]
 
 
-def test_nad_informer_watches_every_namespace(instance: Instance, kube_api: Path, cluster: Cluster, node: str) -> None:
+def test_nad_informer_watches_every_namespace(
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
     ns = cluster.namespace
     cluster.create_nad("listed", {"cniVersion": "1.0.0", "type": "macvlan"})
-    kube_instance(instance, kube_api)
+    kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
 
         def nad(name: str) -> cache_pb2.NetworkAttachmentDefinition:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from services.api import cache_pb2
 from tests.cache.kube_support import Cluster, cache_stub, eventually, get_pod, kube_instance, running_cache, stats
-from tests.conftest import KUBE_ROOT, SHARED_KUBE
+from tests.conftest import KUBE_ROOT, SHARED_KUBE, ShippedIdentity
 from tests.support.services import Instance
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -24,11 +23,11 @@ def control_plane(script: str) -> None:
 
 
 def test_cache_rides_out_a_real_api_server_restart(
-    instance: Instance, kube_api: Path, cluster: Cluster, node: str
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str
 ) -> None:
     ns = cluster.namespace
     uid = cluster.create_pod("web", node)["metadata"]["uid"]
-    kube_instance(instance, kube_api)
+    kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
         restarts = stats(stub)["Pod"].watch_restarts
         control_plane("stop.sh")

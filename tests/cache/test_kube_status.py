@@ -30,6 +30,7 @@ from tests.cache.kube_support import (
     stats,
     write_kubeconfig,
 )
+from tests.conftest import ShippedIdentity
 from tests.support.services import Instance
 from tests.support.tcp_proxy import tcp_proxy
 
@@ -49,10 +50,12 @@ def update(stub: Any, ns: str, name: str, uid: str, status: str = STATUS, wait_m
     return stub.UpdateNetworkStatus(req, timeout=15)
 
 
-def test_status_write_back_and_pod_events(instance: Instance, kube_api: Path, cluster: Cluster, node: str) -> None:
+def test_status_write_back_and_pod_events(
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
     ns = cluster.namespace
     uid = cluster.create_pod("web", node)["metadata"]["uid"]
-    kube_instance(instance, kube_api)
+    kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
         resp = update(stub, ns, "web", uid)
         assert resp.delivered, resp.message
@@ -86,10 +89,12 @@ def test_status_write_back_and_pod_events(instance: Instance, kube_api: Path, cl
     assert items[0]["involvedObject"]["uid"] == uid and items[0]["involvedObject"]["kind"] == "Pod"
 
 
-async def test_status_write_retries_a_real_409_conflict(kube_api: Path, cluster: Cluster, node: str) -> None:
+async def test_status_write_retries_a_real_409_conflict(
+    shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
     ns = cluster.namespace
     uid = cluster.create_pod("contended", node)["metadata"]["uid"]
-    source = KubeSource(config_from_dict({"kubeconfig": str(kube_api)}), node)
+    source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
     real_get = source._get_raw
     writers = iter(range(2))  # another writer changes the pod between our read and our write, twice
 
@@ -185,12 +190,14 @@ def test_rbac_403_keeps_the_write_queued_until_the_role_is_fixed(
 
 
 def test_api_server_unreachable_and_back(
-    instance: Instance, kube_api: Path, cluster: Cluster, node: str, tmp_path: Path
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str, tmp_path: Path
 ) -> None:
     ns = cluster.namespace
     uid = cluster.create_pod("web", node)["metadata"]["uid"]
-    with tcp_proxy() as proxy:
-        kubeconfig = write_kubeconfig(tmp_path / "proxied.kubeconfig", kube_api, server=proxy.url)
+    with tcp_proxy(shipped_identity.recorder_address) as proxy:
+        kubeconfig = write_kubeconfig(
+            tmp_path / "proxied.kubeconfig", shipped_identity.node_kubeconfig(node), server=proxy.url
+        )
         kube_instance(instance, kubeconfig)
         with running_cache(instance, node), cache_stub(instance) as stub:
             restarts = stats(stub)["Pod"].watch_restarts
@@ -213,16 +220,18 @@ def test_api_server_unreachable_and_back(
 
 
 def test_kubeconfig_reload_switches_servers_without_dropping_the_cache(
-    instance: Instance, kube_api: Path, cluster: Cluster, node: str, tmp_path: Path
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str, tmp_path: Path
 ) -> None:
     ns = cluster.namespace
     cluster.create_pod("web", node)
-    with tcp_proxy() as first, tcp_proxy() as second:
-        kubeconfig = write_kubeconfig(tmp_path / "node.kubeconfig", kube_api, server=first.url)
+    with tcp_proxy(shipped_identity.recorder_address) as first, tcp_proxy(shipped_identity.recorder_address) as second:
+        kubeconfig = write_kubeconfig(
+            tmp_path / "node.kubeconfig", shipped_identity.node_kubeconfig(node), server=first.url
+        )
         kube_instance(instance, kubeconfig)
         with running_cache(instance, node) as proc, cache_stub(instance) as stub:
             synced_at = stats(stub)["Pod"].last_sync_unix
-            write_kubeconfig(kubeconfig, kube_api, server=second.url)
+            write_kubeconfig(kubeconfig, shipped_identity.node_kubeconfig(node), server=second.url)
             eventually(lambda: "API credentials reloaded" in proc.log(), what="reload")
             first.cut()  # the old server is gone for good; everything must go through the new one
             cluster.create_pod("after-reload", node)

@@ -6,10 +6,7 @@ tests/support/tcp_proxy.py.)"""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import datetime
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes.client.exceptions import ApiException
 
-KUBE_ROOT = Path(os.environ.get("KUBE_ROOT", Path.home() / ".cache" / "test-kube"))
-PKI = KUBE_ROOT / "run" / "pki"
-API_SERVER = "https://127.0.0.1:6443"
+from tests.support.kube_identity import (  # noqa: F401  (re-exported for the certs tests)
+    API_SERVER,
+    KUBE_ROOT,
+    PKI,
+    b64,
+    sign_client_certificate,
+    write_client_kubeconfig,
+)
 
 # The kubernetes package is only partly typed.
 k8s: Any = kubernetes.client
@@ -39,56 +36,6 @@ def unique(prefix: str) -> str:
 
 def admin_client(kubeconfig: Path) -> Any:
     return k8s_config.new_client_from_config(config_file=str(kubeconfig))
-
-
-def sign_client_certificate(cn: str, orgs: tuple[str, ...], days: float = 1.0) -> tuple[bytes, bytes]:
-    """A client certificate for (cn, orgs) signed by the test cluster's CA: (cert PEM, key PEM)."""
-    ca_key = serialization.load_pem_private_key((PKI / "ca.key").read_bytes(), password=None)
-    ca_cert = x509.load_pem_x509_certificate((PKI / "ca.crt").read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name(
-        [*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    )
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(min(now - datetime.timedelta(minutes=1), now + datetime.timedelta(days=days - 1)))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def write_client_kubeconfig(path: Path, cn: str, orgs: tuple[str, ...], server: str = API_SERVER) -> Path:
-    cert, key = sign_client_certificate(cn, orgs)
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {"server": server, "certificate-authority-data": b64((PKI / "ca.crt").read_bytes())},
-            }
-        ],
-        "users": [{"name": "u", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path.write_text(yaml.safe_dump(doc))
-    path.chmod(0o600)
-    return path
 
 
 def node_bootstrap_kubeconfig(path: Path, node: str, server: str = API_SERVER) -> Path:

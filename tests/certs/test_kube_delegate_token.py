@@ -22,8 +22,10 @@ import yaml
 from services.certs.delegate_token import DelegateTokenSettings, DelegateTokenWriter
 from services.certs.ledger import DELEGATE_TOKEN, CredentialLedger
 from services.certs.sources import ApiSource
-from tests.certs.support import FakeClock, admin_client, eventually, namespace_with_service_account, wait_for
+from tests.certs.support import FakeClock, admin_client, eventually, namespace_with_service_account, unique, wait_for
 from tests.certs.test_kube_node_certificate import credential, status
+from tests.conftest import ShippedIdentity
+from tests.support.kube_identity import shipped_namespaced_rbac
 from tests.support.services import Instance, start_service, wait_serving
 
 pytestmark = pytest.mark.kube
@@ -85,13 +87,17 @@ def run_in_chroot(root: Path, argv: list[str]) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.parametrize("install_mode", ["auto", "manual"])
-def test_delegate_reads_the_api_from_a_chroot(instance: Instance, kube_api: Path, install_mode: str) -> None:
+def test_delegate_reads_the_api_from_a_chroot(
+    instance: Instance, kube_api: Path, install_mode: str, shipped_identity: ShippedIdentity
+) -> None:
     api = admin_client(kube_api)
+    node_kubeconfig = shipped_identity.node_kubeconfig(unique("node"))
     host_root = instance.root / "hostroot"
     cni_conf_dir = host_root / "etc" / "cni" / "net.d"
     cni_conf_dir.mkdir(parents=True)
     (host_root / "tmp").mkdir()
     with namespace_with_service_account(api, "multus-delegate") as namespace:
+        shipped_namespaced_rbac(api, namespace)
         grant_list_pods(api, namespace, "multus-delegate")
         instance.config.update(
             cniConfigDir=str(cni_conf_dir),
@@ -104,12 +110,15 @@ def test_delegate_reads_the_api_from_a_chroot(instance: Instance, kube_api: Path
             manual.write_text(json.dumps({"cniVersion": "1.0.0", "name": "m", "plugins": [{"type": "bridge"}]}))
             instance.config["multusConfigFile"] = str(manual)
         instance.write_config()
-        svc = start_service(instance, "certs", env={"KUBECONFIG": str(kube_api)})
+        svc = start_service(instance, "certs", env={"KUBECONFIG": str(node_kubeconfig)})
         try:
             wait_serving(instance.grpc_socket("certs"), timeout=30)
-            cred = wait_for(
-                lambda: (c := credential(status(instance), DELEGATE_TOKEN)) and c.state == "VALID" and c, 30
-            )
+            try:
+                cred = wait_for(
+                    lambda: (c := credential(status(instance), DELEGATE_TOKEN)) and c.state == "VALID" and c, 30
+                )
+            except TimeoutError as exc:
+                raise AssertionError(f"no valid delegate token: {svc.log()[-3000:]}") from exc
             kubeconfig_path = cni_conf_dir / "multus.d" / "multus.kubeconfig"
             token_path = cni_conf_dir / "multus.d" / "multus.token"
             assert cred.path == str(kubeconfig_path)
@@ -118,7 +127,7 @@ def test_delegate_reads_the_api_from_a_chroot(instance: Instance, kube_api: Path
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600
             doc = yaml.safe_load(kubeconfig_path.read_text())
             assert doc["users"][0]["user"] == {"tokenFile": "multus.token"}
-            assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+            assert doc["clusters"][0]["cluster"]["server"] == shipped_identity.recorder.url  # the node's own API URL
             assert doc["clusters"][0]["cluster"]["certificate-authority-data"]
             token = token_path.read_text()
             assert token.count(".") == 2 and token not in svc.log()
@@ -137,13 +146,18 @@ def test_delegate_reads_the_api_from_a_chroot(instance: Instance, kube_api: Path
         assert kubeconfig_path.exists()
 
 
-async def test_token_refreshed_at_80_percent_of_its_ttl(tmp_path: Path, kube_api: Path) -> None:
+async def test_token_refreshed_at_80_percent_of_its_ttl(
+    tmp_path: Path, kube_api: Path, shipped_identity: ShippedIdentity
+) -> None:
     api = admin_client(kube_api)
+    node_kubeconfig = shipped_identity.node_kubeconfig(unique("node"))
     with namespace_with_service_account(api, "multus-delegate") as namespace:
+        shipped_namespaced_rbac(api, namespace)
         kubeconfig_path = tmp_path / "multus.d" / "multus.kubeconfig"
         settings = DelegateTokenSettings(namespace, "multus-delegate", "", 60, str(kubeconfig_path))
         clock, book = FakeClock(), CredentialLedger()
-        writer = DelegateTokenWriter(settings, ApiSource("kubeconfig", str(kube_api)), book, clock, random.Random())
+        source = ApiSource("kubeconfig", str(node_kubeconfig))
+        writer = DelegateTokenWriter(settings, source, book, clock, random.Random())
         task = asyncio.create_task(writer.run())
         try:
             first = await eventually(lambda: (c := book.get(DELEGATE_TOKEN)) and c.generation == 1 and c)

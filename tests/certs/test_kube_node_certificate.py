@@ -20,19 +20,18 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from services.api import certs_pb2, certs_pb2_grpc
-from services.certs import rbac
 from services.common.config import load_config
 from tests.certs.support import (
     admin_client,
-    cluster_role_bound,
     csrs_deleted,
     namespace_with_service_account,
-    node_bootstrap_kubeconfig,
     node_csrs,
     set_csr_condition,
     unique,
     wait_for,
 )
+from tests.conftest import ShippedIdentity
+from tests.support.kube_identity import shipped_namespaced_rbac
 from tests.support.services import REPO, Instance, start_service, wait_serving
 
 pytestmark = pytest.mark.kube
@@ -54,24 +53,16 @@ def approver(kubeconfig: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(10)
 
 
-def multus_rules(namespace: str) -> list[dict[str, Any]]:
-    perms = rbac.required_permissions(
-        per_node_certificate=True, delegate_namespace=namespace, delegate_service_account="multus-delegate"
-    )
-    return rbac.cluster_role_rules(perms)
-
-
 @pytest.fixture
-def node_env(instance: Instance, kube_api: Path) -> Iterator[dict[str, Any]]:
-    """A node name, its bootstrap kubeconfig, the RBAC for system:multus:<node>, a delegate namespace."""
+def node_env(instance: Instance, kube_api: Path, shipped_identity: ShippedIdentity) -> Iterator[dict[str, Any]]:
+    """A node name, its bootstrap kubeconfig (through the recorder), a delegate
+    namespace with the shipped delegate-token Role; the shipped ClusterRole
+    binds group system:multus, which the node's certificate will carry."""
     api = admin_client(kube_api)
     node = unique("node")
-    with (
-        namespace_with_service_account(api) as namespace,
-        cluster_role_bound(api, multus_rules(namespace), "User", f"system:multus:{node}"),
-        csrs_deleted(api, node),
-    ):
-        bootstrap = node_bootstrap_kubeconfig(instance.root / "bootstrap.kubeconfig", node)
+    with namespace_with_service_account(api) as namespace, csrs_deleted(api, node):
+        shipped_namespaced_rbac(api, namespace)
+        bootstrap = shipped_identity.bootstrap_kubeconfig(node)
         instance.config.update(
             perNodeCertificate={
                 "enabled": True,
@@ -83,7 +74,7 @@ def node_env(instance: Instance, kube_api: Path) -> Iterator[dict[str, Any]]:
             delegateServiceAccount="multus-delegate",
         )
         instance.write_config()
-        yield {"api": api, "node": node, "namespace": namespace, "bootstrap": bootstrap}
+        yield {"api": api, "node": node, "namespace": namespace, "bootstrap": bootstrap, "identity": shipped_identity}
 
 
 def status(inst: Instance) -> certs_pb2.CredentialStatus:
@@ -100,7 +91,7 @@ def credential(st: certs_pb2.CredentialStatus, name: str) -> certs_pb2.Credentia
 def test_full_csr_flow_with_approver(instance: Instance, kube_api: Path, node_env: dict[str, Any]) -> None:
     node, api = node_env["node"], node_env["api"]
     cert_dir = instance.root / "certs"
-    with approver(kube_api, instance.root / "approver.log"):
+    with approver(node_env["identity"].approver_kubeconfig(), instance.root / "approver.log"):
         svc = start_service(instance, "certs", env={"MULTUS_NODE_NAME": node})
         try:
             wait_serving(instance.grpc_socket("certs"), timeout=60)
@@ -135,6 +126,7 @@ def test_full_csr_flow_with_approver(instance: Instance, kube_api: Path, node_en
             # The kubeconfig works and authenticates as system:multus:<node>.
             node_api = k8s.ApiClient(_config(cert_dir / "multus-client.kubeconfig"))
             k8s.CoreV1Api(node_api).list_namespaced_pod(node_env["namespace"])
+            node_env["identity"].deliberate_denials.add(("GET", "/api/v1/namespaces/kube-system/secrets"))
             with pytest.raises(k8s.ApiException) as denied:
                 k8s.CoreV1Api(node_api).list_namespaced_secret("kube-system")
             assert f"system:multus:{node}" in str(denied.value.body)

@@ -28,7 +28,6 @@ from services.certs.node_cert import CertificateStore, NodeCertificateRotator, N
 from tests.certs.support import (
     FakeClock,
     admin_client,
-    cluster_role_bound,
     csrs_deleted,
     drive,
     eventually,
@@ -39,7 +38,9 @@ from tests.certs.support import (
     unique,
     write_stored_certificate,
 )
-from tests.certs.test_kube_node_certificate import approver, multus_rules
+from tests.certs.test_kube_node_certificate import approver
+from tests.conftest import ShippedIdentity
+from tests.support.kube_identity import shipped_namespaced_rbac
 from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.kube
@@ -64,20 +65,21 @@ async def running(rotator: NodeCertificateRotator) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def node_rbac(kube_api: Path) -> Any:
+def node_rbac(kube_api: Path, shipped_identity: ShippedIdentity) -> Any:
+    """A node under the shipped RBAC (group system:multus), approver as shipped."""
     api = admin_client(kube_api)
     node = unique("node")
-    with (
-        namespace_with_service_account(api) as namespace,
-        cluster_role_bound(api, multus_rules(namespace), "User", f"system:multus:{node}"),
-        csrs_deleted(api, node),
-    ):
-        yield api, node
+    with namespace_with_service_account(api) as namespace, csrs_deleted(api, node):
+        shipped_namespaced_rbac(api, namespace)
+        yield api, node, shipped_identity
 
 
 async def test_api_server_unreachable_during_rotation(tmp_path: Path, kube_api: Path, node_rbac: Any) -> None:
-    api, node = node_rbac
-    with tcp_proxy() as proxy, approver(kube_api, tmp_path / "approver.log"):
+    api, node, identity = node_rbac
+    with (
+        tcp_proxy(identity.recorder_address) as proxy,
+        approver(identity.approver_kubeconfig(), tmp_path / "approver.log"),
+    ):
         bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.url)
         clock, book = FakeClock(), CredentialLedger()
         store = CertificateStore(str(tmp_path / "certs"))
@@ -111,11 +113,11 @@ async def test_api_server_unreachable_during_rotation(tmp_path: Path, kube_api: 
 
 
 async def test_expired_certificate_falls_back_to_bootstrap(tmp_path: Path, kube_api: Path, node_rbac: Any) -> None:
-    api, node = node_rbac
+    api, node, identity = node_rbac
     cert_dir = tmp_path / "certs"
     write_stored_certificate(cert_dir, f"system:multus:{node}", ("system:multus",), days=-1)
-    with approver(kube_api, tmp_path / "approver.log"):
-        bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node)
+    with approver(identity.approver_kubeconfig(), tmp_path / "approver.log"):
+        bootstrap = identity.bootstrap_kubeconfig(node)
         book = CredentialLedger()
         settings = NodeCertificateSettings(node, str(bootstrap), 600, approval_timeout=60)
         rotator = NodeCertificateRotator(settings, CertificateStore(str(cert_dir)), book, FakeClock(), random.Random(1))
@@ -129,8 +131,8 @@ async def test_expired_certificate_falls_back_to_bootstrap(tmp_path: Path, kube_
 async def test_cut_while_waiting_for_approval_resumes_the_same_csr(
     tmp_path: Path, kube_api: Path, node_rbac: Any
 ) -> None:
-    api, node = node_rbac
-    with tcp_proxy() as proxy:
+    api, node, identity = node_rbac
+    with tcp_proxy(identity.recorder_address) as proxy:
         bootstrap = node_bootstrap_kubeconfig(tmp_path / "bootstrap.kubeconfig", node, proxy.url)
         clock, book = FakeClock(), CredentialLedger()
         settings = NodeCertificateSettings(node, str(bootstrap), 600, approval_timeout=60)

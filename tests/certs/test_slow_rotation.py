@@ -26,14 +26,14 @@ from tests.certs.support import (
     KUBE_ROOT,
     PKI,
     admin_client,
-    cluster_role_bound,
     csrs_deleted,
     namespace_with_service_account,
-    node_bootstrap_kubeconfig,
     unique,
     wait_for,
 )
-from tests.certs.test_kube_node_certificate import approver, credential, multus_rules, status
+from tests.certs.test_kube_node_certificate import approver, credential, status
+from tests.conftest import ShippedIdentity
+from tests.support.kube_identity import shipped_namespaced_rbac
 from tests.support.services import Instance, start_service, wait_serving
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -156,21 +156,23 @@ class ReloadingClient:
 
 
 @pytest.mark.timeout(900)
-def test_one_minute_certificates_rotate_without_401(instance: Instance, kube_api: Path) -> None:
+def test_one_minute_certificates_rotate_without_401(
+    instance: Instance, kube_api: Path, shipped_identity: ShippedIdentity
+) -> None:
     api = admin_client(kube_api)
     node = unique("node")
     with (
         short_lived_signer("6m"),
         namespace_with_service_account(api) as namespace,
-        cluster_role_bound(api, multus_rules(namespace), "User", f"system:multus:{node}"),
         csrs_deleted(api, node),
-        approver(kube_api, instance.root / "approver.log"),
+        approver(shipped_identity.approver_kubeconfig(), instance.root / "approver.log"),
     ):
+        shipped_namespaced_rbac(api, namespace)
         instance.config.pop("clusterDir")  # the cache reads the real API server
         instance.config.update(
             perNodeCertificate={
                 "enabled": True,
-                "bootstrapKubeconfig": str(node_bootstrap_kubeconfig(instance.root / "bootstrap.kubeconfig", node)),
+                "bootstrapKubeconfig": str(shipped_identity.bootstrap_kubeconfig(node)),
                 "certDir": str(instance.root / "certs"),
                 "certDuration": "6m",
             },

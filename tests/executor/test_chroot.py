@@ -145,9 +145,9 @@ def test_a_plugin_only_on_the_executors_filesystem_is_not_found(tmp_path: Path) 
     try:
         conf = json.dumps({"cniVersion": "1.0.0", "recordDir": str(record_dir)}).encode()
         req = executor_pb2.ExecPluginRequest(plugin="recorder", command="DEL", config=conf)
-        with grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}") as channel:
-            with pytest.raises(grpc.RpcError) as info:
-                executor_pb2_grpc.ExecutorStub(channel).ExecPlugin(req, timeout=10, metadata=GATEWAY)
+        channel = grpc.insecure_channel(f"unix://{inst.grpc_socket('executor')}")
+        with channel, pytest.raises(grpc.RpcError) as info:
+            executor_pb2_grpc.ExecutorStub(channel).ExecPlugin(req, timeout=10, metadata=GATEWAY)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         assert "failed to find plugin 'recorder'" in str(info.value.details())
         assert f"inside chrootDir {root}" in str(info.value.details())
