@@ -118,7 +118,7 @@ def service_argv(service: str, passthrough: Sequence[str]) -> list[str]:
 
 def passthrough_flags(args: argparse.Namespace) -> list[str]:
     """The flags every service takes, passed on as given to the supervisor."""
-    flags = ["--config", args.config]
+    flags = ["--config", args.config] if args.config is not None else []
     for name in ("run_dir", "socket_dir", "log_level", "cluster_dir", "bin_dir", "cni_dir"):
         value = getattr(args, name)
         if value is not None:

@@ -25,7 +25,10 @@ _OVERRIDES = {
 
 def base_parser(service: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"multus-{service}", description=f"multus {service} service")
-    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="daemon-config.json path")
+    parser.add_argument(
+        "--config",
+        help=f"daemon-config.json path (default {DEFAULT_CONFIG_PATH}; a path given here must exist)",
+    )
     parser.add_argument("--run-dir", help="override runDir (gRPC sockets live in <runDir>/grpc)")
     parser.add_argument("--socket-dir", help="override socketDir")
     parser.add_argument("--log-level", help="override logLevel")
@@ -39,7 +42,10 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     overrides: dict[str, Any] = {
         key: getattr(args, flag) for flag, key in _OVERRIDES.items() if getattr(args, flag, None) is not None
     }
-    return load_config(args.config, overrides)
+    # A file the operator names must exist: starting on defaults instead would run a
+    # node with paths and credentials nobody chose. The default path may be absent.
+    named = args.config is not None
+    return load_config(args.config if named else DEFAULT_CONFIG_PATH, overrides, required=named)
 
 
 def run_service(

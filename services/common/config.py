@@ -198,11 +198,17 @@ def config_from_dict(raw: dict[str, Any]) -> DaemonConfig:
     return DaemonConfig(raw=dict(raw), **values)
 
 
-def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> DaemonConfig:
-    """Read the daemon config file; `overrides` (from command-line flags) win over the file."""
+def load_config(
+    path: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, required: bool = False
+) -> DaemonConfig:
+    """Read the daemon config file; `overrides` (from command-line flags) win over the file.
+
+    A missing file is an error when `required` (the operator named it), else the defaults apply."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
+        if required:
+            raise ConfigError(f"daemon config {path} does not exist") from None
         raw = {}
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read daemon config {path}: {exc}") from exc

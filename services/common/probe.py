@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config)
+        # The probe reads the same file the service was started with: it must be there.
+        config = load_config(args.config, required=True)
     except ConfigError as exc:
         print(f"multus-probe: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,5 +1,7 @@
 """Table tests for daemon-config parsing (upstream key names and meanings)."""
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +9,7 @@ import pytest
 
 from services.common.config import ConfigError, DaemonConfig, config_from_dict, load_config
 from services.common.credentials import api_credentials
+from tests.support.services import REPO
 
 CASES: list[tuple[str, dict[str, Any], str, Any]] = [
     ("defaults socket dir as upstream", {}, "socket_dir", "/run/multus/"),
@@ -59,6 +62,28 @@ def test_malformed_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+@pytest.mark.parametrize("service", ["gateway", "cache", "executor", "certs", "supervisor", "probe"])
+def test_a_named_config_file_that_is_missing_stops_the_service(tmp_path: Path, service: str) -> None:
+    """Each entry point given --config that does not exist exits 2 naming the file,
+    instead of starting on defaults nobody chose."""
+    missing = tmp_path / "nope" / "daemon-config.json"
+    module = {"supervisor": "compose.supervisor", "probe": "services.common.probe"}.get(service, f"services.{service}")
+    extra = ["--service", "gateway"] if service == "probe" else []
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--config", str(missing), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert f"daemon config {missing} does not exist" in result.stderr
+
+
+def test_the_default_config_path_may_be_absent(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "absent.json").socket_dir == DaemonConfig().socket_dir
 
 
 def test_grpc_sockets_live_under_run_dir() -> None:
