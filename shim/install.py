@@ -32,6 +32,7 @@ import sys
 import zlib
 from pathlib import Path
 
+from services.common import rootfs
 from shim import multus_shim
 
 DEFAULT_CNI_BIN_DIR = "/opt/cni/bin"
@@ -42,7 +43,6 @@ SHIM_SOURCE = Path(__file__).with_name("multus_shim.py")
 # the `str | None` hints without the shim paying for a __future__ import.
 FUTURE_ANNOTATIONS = 0x1000000
 MIN_PYTHON = (3, 8)
-MAX_SYMLINKS = 40
 
 # Runs inside the target interpreter: checks it and emits len(magic), magic, marshal(code).
 COMPILE_SCRIPT = f"""
@@ -90,29 +90,10 @@ def render_launcher(interpreter: str, source: bytes, magic: bytes, code: bytes) 
 
 def resolve_in_root(path: str, host_root: Path) -> Path:
     """`path` as the host sees it from `host_root`: absolute symlinks stay inside the root."""
-    pending = [part for part in path.split("/") if part]
-    resolved: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = host_root.joinpath(*resolved, part)
-        if not candidate.is_symlink():
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > MAX_SYMLINKS:
-            raise InstallError(f"{path}: too many levels of symbolic links")
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            resolved = []
-        pending = [p for p in target.split("/") if p] + pending
-    return host_root.joinpath(*resolved)
+    try:
+        return Path(rootfs.resolve_in_root(host_root, path))
+    except OSError as exc:
+        raise InstallError(f"{path}: {exc.strerror}") from None
 
 
 def interpreter_problem(interpreter: str, host_root: Path) -> str:

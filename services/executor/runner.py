@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger, redact
+from services.common.rootfs import resolve_in_root
 from services.executor import metrics
 from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
 from services.executor.process import OutputTooLarge, run_plugin_process
 from services.executor.rejection import Reason, Rejected
-from services.executor.rootfs import resolve_in_root
 from services.executor.validation import (
     find_plugin,
     validate_add_runtime,

@@ -13,8 +13,8 @@ import stat
 from collections.abc import Iterable, Mapping
 
 from services.common.cni import CNI_COMMANDS
+from services.common.rootfs import resolve_in_root
 from services.executor.rejection import Reason, Rejected
-from services.executor.rootfs import resolve_in_root
 
 # A CNI plugin "type" is a file name: no separators, no NUL, no leading dot
 # (which also excludes "." and ".."), bounded length.
@@ -133,7 +133,7 @@ def find_plugin(name: str, bin_dirs: Iterable[str], chroot_dir: str = "") -> str
 def _is_executable_file(root: str, path: str) -> bool:
     try:
         real = resolve_in_root(root, path)
-        st = os.stat(real)
+        st = os.stat(real)  # missing, ENOTDIR or ELOOP: not found, as the chrooted exec would fail
     except (OSError, ValueError):
         return False
     return stat.S_ISREG(st.st_mode) and os.access(real, os.X_OK)
