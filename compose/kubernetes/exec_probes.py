@@ -1,5 +1,5 @@
-"""Derive daemonset-exec-probes.yaml (any Kubernetes >= 1.20) from
-daemonset.yaml (native gRPC probes, Kubernetes >= 1.24): every `grpc` probe
+"""Derive exec-probes/daemonset.yaml (any Kubernetes >= 1.20) from
+grpc-probes/daemonset.yaml (native gRPC probes, Kubernetes >= 1.24): every `grpc` probe
 becomes an exec probe running `multus-probe` for the same service and health
 name, which reads the port from the same daemon config.
 
@@ -19,12 +19,12 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-GRPC_MANIFEST = HERE / "daemonset.yaml"
-EXEC_MANIFEST = HERE / "daemonset-exec-probes.yaml"
+GRPC_MANIFEST = HERE / "grpc-probes" / "daemonset.yaml"
+EXEC_MANIFEST = HERE / "exec-probes" / "daemonset.yaml"
 CONTAINER_PREFIX = "multus-"
 LIVENESS = "liveness"  # services.common.grpc_server.LIVENESS (kept import-free: no grpc needed here)
 HEADER = """\
-# GENERATED from daemonset.yaml by `python -m compose.kubernetes.exec_probes`: do not edit.
+# GENERATED from ../grpc-probes/daemonset.yaml by `python -m compose.kubernetes.exec_probes`: do not edit.
 # The same node DaemonSet for clusters without native gRPC probes (before
 # Kubernetes 1.24): each probe runs `multus-probe`, which asks the service's
 # grpc.health.v1 on its health port from the same daemon config.

@@ -17,8 +17,8 @@ from services.common.config import DaemonConfig, config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 KUBE_DIR = REPO / "compose" / "kubernetes"
-GRPC_DAEMONSET = KUBE_DIR / "daemonset.yaml"
-EXEC_DAEMONSET = KUBE_DIR / "daemonset-exec-probes.yaml"
+GRPC_DAEMONSET = KUBE_DIR / "grpc-probes" / "daemonset.yaml"
+EXEC_DAEMONSET = KUBE_DIR / "exec-probes" / "daemonset.yaml"
 CONTAINER_PREFIX = "multus-"
 
 
@@ -45,7 +45,8 @@ class Manifest:
 
 
 def manifest_files() -> list[Path]:
-    return sorted(KUBE_DIR.rglob("*.yaml"))
+    """Every object manifest (kustomization files are build instructions, not objects)."""
+    return sorted(p for p in KUBE_DIR.rglob("*.yaml") if p.name != "kustomization.yaml")
 
 
 def load(path: Path) -> list[Manifest]:
@@ -57,7 +58,8 @@ def load_all() -> list[Manifest]:
 
 
 def base_objects() -> list[Manifest]:
-    return [m for path in sorted((KUBE_DIR / "base").glob("*.yaml")) for m in load(path)]
+    files = sorted(p for p in (KUBE_DIR / "base").glob("*.yaml") if p.name != "kustomization.yaml")
+    return [m for path in files for m in load(path)]
 
 
 def one(manifests: list[Manifest], kind: str, name: str | None = None) -> Manifest:

@@ -355,7 +355,7 @@ def test_delegate_service_account_exists_where_certs_requests_its_token() -> Non
     cfg = daemon_config()
     sa = one(ALL, "ServiceAccount", cfg.delegate_service_account)
     assert sa.namespace == cfg.multus_namespace
-    ds = one(base_objects() + load(GRPC_DAEMONSET), "DaemonSet")
+    ds = one(base_objects() + load(GRPC_DAEMONSET), "DaemonSet", "multus")
     assert ds.obj["spec"]["template"]["spec"]["serviceAccountName"] == "multus"
 
 
