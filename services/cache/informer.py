@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from services.cache import metrics
-from services.cache.backoff import backoff_delay
 from services.cache.kube_http import request
 from services.cache.objects import Key, ObjectError
 from services.cache.store import Keyed, ObjectStore
+from services.common.backoff import backoff_delay
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -156,7 +156,7 @@ class Informer(Generic[T]):
                         attempt = 1
                         continue
                 attempt += 1
-                delay = backoff_delay(attempt, self.timing.backoff_base, self.timing.backoff_cap, self._rng)
+                delay = backoff_delay(attempt, self.timing.backoff_base, self.timing.backoff_cap, self._rng.random())
                 log.warning(
                     "list/watch failed; retrying",
                     kind=self.calls.kind,

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.cache import metrics
-from services.cache.backoff import backoff_delay
 from services.cache.errors import PodGone, SourceUnavailable
 from services.cache.objects import Key
 from services.cache.source import PodEvent, StatusWrite
+from services.common.backoff import backoff_delay
 from services.common.logs import get_logger
 
 log = get_logger(__name__)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from services.certs import approval, kube
+from services.common.backoff import backoff_delay
 from services.common.logs import get_logger, setup_logging
 
 log = get_logger(__name__)
 
+BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
 # A watch closed sooner than this without a single event counts as a failure (as
 # client-go's "very short watch"): re-watching at once would be a busy loop.
@@ -73,7 +74,7 @@ class Approver:
                         raise kube.KubeError(0, f"very short watch: closed after {lasted:.3f}s with no events")
             except kube.KubeError as exc:
                 failures += 1
-                delay = min(BACKOFF_CAP, 0.5 * 2**failures) * (0.5 + random.random())
+                delay = backoff_delay(failures, BACKOFF_BASE, BACKOFF_CAP)
                 if exc.status != 410:
                     log.warning("CSR list/watch failed; relisting", error=str(exc), retry_in=round(delay, 1))
                     time.sleep(delay)
