@@ -58,10 +58,6 @@ class StatusWriter:
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._events: set[asyncio.Task[None]] = set()
 
-    @property
-    def queued(self) -> int:
-        return len(self._jobs)
-
     async def submit(self, write: StatusWrite, wait: float) -> WriteResult:
         """Queue a write and wait up to `wait` seconds for its delivery."""
         job = _Job(write, asyncio.get_running_loop().create_future())

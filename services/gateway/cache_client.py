@@ -92,8 +92,5 @@ class CacheClient:
         )
         await call(PEER, self._stub.EmitPodEvent, request, timeout)
 
-    async def stats(self, *, timeout: float) -> cache_pb2.StatsResponse:
-        return await call(PEER, self._stub.Stats, cache_pb2.StatsRequest(), timeout)
-
     async def close(self) -> None:
         await self._channel.close()

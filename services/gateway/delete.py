@@ -8,6 +8,7 @@ import asyncio
 
 from services.common import cni
 from services.common.logs import get_logger
+from services.common.validation import pod_name_problem
 from services.gateway.core import Core
 from services.gateway.netconf import MultusNetConf
 from services.gateway.plan import delegate_cni_args
@@ -60,7 +61,7 @@ async def upstream_records(call: CniCall, cni_dir: str, cni_version: str) -> lis
 async def records_from_cluster(core: Core, call: CniCall, netconf: MultusNetConf | None) -> list[AttachmentRecord]:
     """No record and no upstream cache: as upstream, resolve the pod's networks again
     (when the pod and config are at hand) so DEL still reaches the delegates."""
-    if call.pod is None or not call.pod.name or netconf is None:
+    if call.pod is None or pod_name_problem(call.pod.namespace, call.pod.name) or netconf is None:
         return []
     if not (netconf.cluster_network or netconf.raw_delegates):
         return []  # no cluster network to resolve

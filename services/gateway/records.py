@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -108,9 +107,6 @@ class RecordStore:
             (self._dir(container_id) / f"{ifname}.json").unlink()
         with contextlib.suppress(OSError):
             self._dir(container_id).rmdir()  # only when empty
-
-    def remove_all(self, container_id: str) -> None:
-        shutil.rmtree(self._dir(container_id), ignore_errors=True)
 
     def container_ids(self) -> list[str]:
         try:

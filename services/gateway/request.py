@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common import cni
-from services.common.validation import container_id_problem, ifname_problem
+from services.common.validation import container_id_problem, ifname_problem, pod_name_problem
 
 POD_VERBS = ("ADD", "DEL", "CHECK")
 PLUGIN_VERBS = ("STATUS", "GC")
@@ -272,4 +272,8 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
             "required CNI variable missing",
             "CNI_ARGS must carry K8S_POD_NAMESPACE and K8S_POD_NAME",
         )
+    # Both become API paths in the cache (a '/' would address another resource).
+    # DEL is let through: it works from the records and must clean up whatever exists.
+    if command != "DEL" and call.pod is not None and (problem := pod_name_problem(call.pod.namespace, call.pod.name)):
+        raise cni.CniError(cni.INVALID_ENV, "invalid pod in CNI_ARGS", problem)
     return call

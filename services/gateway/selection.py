@@ -179,15 +179,3 @@ def check_namespace_isolation(
                 f"pod is in namespace {pod_namespace!r} but refers to network {el.namespace}/{el.name}",
             )
 
-
-def check_default_routes(elements: list[NetworkSelectionElement]) -> None:
-    """At most one default-route gateway per IP family (no ECMP, as upstream)."""
-    v4 = v6 = 0
-    for el in elements:
-        for gw in el.default_route or ():
-            if ipaddress.ip_address(gw).version == 4:
-                v4 += 1
-            else:
-                v6 += 1
-    if v4 > 1 or v6 > 1:
-        raise cni.CniError(cni.INVALID_CONFIG, "multus does not support ECMP for default-route")

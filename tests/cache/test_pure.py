@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from services.cache.file_source import parse_cluster_file
-from services.cache.informer import iter_lines
 from services.cache.objects import (
     NETWORK_STATUS_ANNOTATION,
     CachedPod,
@@ -25,6 +24,7 @@ from services.cache.objects import (
 )
 from services.cache.store import ObjectStore
 from services.common.backoff import backoff_delay
+from services.common.kube_api import iter_lines
 
 FULL_POD: dict[str, Any] = {
     "metadata": {
