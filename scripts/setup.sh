@@ -16,12 +16,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 python=${PYTHON:-python3}
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml constraints/*.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "[setup] creating .venv with $($python --version) and installing the project"
   [ -x .venv/bin/python ] || "$python" -m venv .venv
   # pip's and setuptools' chatter goes to a log, shown only when the install fails
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } >.venv/install.log 2>&1; then
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -c constraints/runtime.txt -c constraints/dev.txt -e '.[dev]'; } >.venv/install.log 2>&1; then
     cat .venv/install.log >&2
     exit 1
   fi

@@ -196,20 +196,24 @@ def cni_command(environ: dict[str, str]) -> str:
 
 
 def is_valid_container_id(container_id: str) -> bool:
-    """libcni's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]*"""
+    """libcni's rule: [a-zA-Z0-9][a-zA-Z0-9_.-]* (services.common.validation.container_id_problem)."""
     if not container_id or not container_id[0].isascii() or not container_id[0].isalnum():
         return False
     return all(ch.isascii() and (ch.isalnum() or ch in "_.-") for ch in container_id)
 
 
 def interface_name_problem(ifname: str) -> str:
-    """Why the kernel would refuse `ifname` (libcni's ValidateInterfaceName), or ''."""
-    if len(ifname) > 15:
+    """Why the kernel would refuse `ifname` (libcni's ValidateInterfaceName), or ''.
+    The kernel counts bytes (IFNAMSIZ less the NUL), not characters. The
+    services' copy of this rule is services.common.validation.ifname_problem."""
+    if not ifname:
+        return "interface name is empty"
+    if len(ifname.encode("utf-8", "surrogateescape")) > 15:
         return "interface name is too long"
     if ifname in (".", ".."):
         return "interface name is . or .."
     for ch in ifname:
-        if ch in "/:" or ch.isspace():
+        if ch in "/:\x00" or ch.isspace():
             return "interface name contains / or : or whitespace characters"
     return ""
 

@@ -30,6 +30,32 @@ SHARED_KUBE = REPO.parent / "shared" / "kube"
 KUBE_ROOT = Path(os.environ.get("KUBE_ROOT", Path.home() / ".cache" / "test-kube"))
 
 
+# Tests that need root: they create network namespaces and veth pairs, run the
+# reference plugins, chroot, or build images. Marked `root` by what they use;
+# without root they are skipped with that reason, and `-m "not root"` leaves
+# them out, so a developer without root still runs everything else
+# (tests/gateway/test_core_inprocess.py covers the CNI logic in-process).
+ROOT_FIXTURES = frozenset({"gateway_node", "pod_netns", "executor", "executor_process"})
+ROOT_DIRS = ("e2e", "executor", "deploy")
+ROOT_FREE_MODULES = frozenset({"test_rules.py", "test_manifests.py", "test_runtime_paths.py"})
+
+
+def _needs_root(item: pytest.Item) -> bool:
+    path = Path(str(item.fspath))
+    if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return path.parent.name in ROOT_DIRS and path.name not in ROOT_FREE_MODULES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    is_root = os.geteuid() == 0
+    for item in items:
+        if _needs_root(item):
+            item.add_marker(pytest.mark.root)
+        if not is_root and item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.skip(reason="needs root (network namespaces, plugins, chroot or images)"))
+
+
 @pytest.fixture
 def instance(tmp_path: Path) -> Instance:
     """A daemon config with every path under a fresh temporary directory."""
@@ -47,7 +73,16 @@ def kube_api() -> Iterator[Path]:
     result = subprocess.run([str(SHARED_KUBE / "start.sh")], env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"kube-apiserver did not start:\n{result.stdout}\n{result.stderr}")
-    yield KUBE_ROOT / "admin.kubeconfig"
+    admin = KUBE_ROOT / "admin.kubeconfig"
+    # start.sh applies the NAD CRD only when it starts the control plane: make sure it is
+    # there even if an earlier uninstall (ours or a developer's) deleted it.
+    subprocess.run(
+        [str(KUBE_ROOT / "bin" / "kubectl"), f"--kubeconfig={admin}", "apply", "-f", str(SHARED_KUBE / "nad-crd.yaml")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    yield admin
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +96,7 @@ def api_recorder(kube_api: Path) -> Iterator[ApiRecorder]:
 @pytest.fixture(scope="session")
 def shipped_rbac(kube_api: Path) -> Iterator[str]:
     """compose/kubernetes/base/rbac.yaml's cluster-wide objects, as shipped (under a test prefix)."""
-    api = new_client_from_config(config_file=str(kube_api))
+    api = new_client_from_config(config_file=str(kube_api))  # type: ignore[no-untyped-call]
     try:
         with shipped_cluster_rbac(api) as prefix:
             yield prefix
@@ -99,7 +134,7 @@ class ShippedIdentity:
     def approver_kubeconfig(self) -> Path:
         """A token of a ServiceAccount `multus-approver` bound to the shipped
         ClusterRole multus-approver, as the approver Deployment runs."""
-        api = new_client_from_config(config_file=str(self.admin_kubeconfig))
+        api = new_client_from_config(config_file=str(self.admin_kubeconfig))  # type: ignore[no-untyped-call]
         try:
             namespace, token = service_account_token(api, "multus-approver", f"{self.rbac_prefix}multus-approver")
         finally:

@@ -1,4 +1,5 @@
-"""The Kubernetes API client the cache uses, rebuilt when its credentials change.
+"""The Kubernetes API client the cache uses (services.common.kube_api builds
+it), rebuilt when its credentials change.
 
 Which kubeconfig is decided by services.common.credentials (per-node
 certificate, KUBECONFIG, in-cluster). The certs service rotates the per-node
@@ -18,16 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.utils.keepalive import tcp_keepalive_socket_options
 
+from services.common import kube_api
 from services.common.credentials import ApiCredentials
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
-
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
 
 _FILE_KEYS = ("certificate-authority", "client-certificate", "client-key", "tokenFile")
 
@@ -64,28 +61,8 @@ def credentials_fingerprint(creds: ApiCredentials) -> str:
     return digest.hexdigest()
 
 
-def build_api_client(creds: ApiCredentials) -> k8s.ApiClient:
-    cfg = k8s.Configuration()
-    if creds.kubeconfig:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=creds.kubeconfig, client_configuration=cfg, persist_config=False
-        )
-    else:
-        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    # Two watches, live GETs and status writes share the pool.
-    cfg.connection_pool_maxsize = 16
-    # No silent urllib3 retries: they would multiply every timeout (a 3 s live GET
-    # becoming 12 s); the informers and the status writer retry with backoff themselves.
-    cfg.retries = False
-    # TCP keepalive: a watch whose peer vanished (node partitioned, a NAT or load
-    # balancer dropped the flow) otherwise goes unnoticed until its read timeout,
-    # up to ~6.5 min of silently stale cache. Probes after 30 s idle, every 10 s,
-    # 3 unanswered: a dead connection is dropped within ~60 s. (Only the read
-    # timeout can catch a peer that is alive but silent.)
-    cfg.socket_options = tcp_keepalive_socket_options(
-        idle=KEEPALIVE_IDLE, interval=KEEPALIVE_INTERVAL, count=KEEPALIVE_COUNT
-    )
-    return k8s.ApiClient(cfg)
+def build_api_client(creds: ApiCredentials) -> Any:
+    return kube_api.build_api_client(creds.kubeconfig)
 
 
 class ApiClientHolder:

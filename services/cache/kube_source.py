@@ -14,16 +14,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from services.cache import metrics
 from services.cache.errors import PodGone, SourceForbidden, SourceUnavailable
-from services.cache.informer import Informer, InformerTiming, ResourceCalls
+from services.cache.informer import informer
 from services.cache.kube_client import ApiClientHolder
-from services.cache.kube_http import Timeout, get_json, send_json
 from services.cache.objects import (
     NAD,
     POD,
@@ -38,6 +37,8 @@ from services.cache.source import PodEvent, StatusWrite
 from services.cache.store import ObjectStore
 from services.common.config import DaemonConfig
 from services.common.credentials import api_credentials
+from services.common.kube_api import Timeout, get_json, send_json
+from services.common.kube_watch import ListWatch, ResourceCalls, WatchTiming
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -49,9 +50,6 @@ REQUEST_TIMEOUT = (5.0, 10.0)  # (connect, read) for single-object writes
 # A live GET runs while an ADD waits: a server that cannot return one object in
 # 3 s is in trouble, and the runtime's retry (code 11) beats waiting longer.
 LIVE_GET_TIMEOUT = (2.0, 3.0)
-
-R = TypeVar("R")
-
 
 def pod_calls(node: str) -> ResourceCalls:
     return ResourceCalls(POD, "/api/v1/pods", (("fieldSelector", f"spec.nodeName={node}"),), pod_from_dict)
@@ -83,23 +81,23 @@ def _api_message(error: ApiException) -> str:
 
 
 class KubeSource:
-    def __init__(self, config: DaemonConfig, node: str, timing: InformerTiming | None = None) -> None:
+    def __init__(self, config: DaemonConfig, node: str, timing: WatchTiming | None = None) -> None:
         self.node = node
         if timing is None:
             # Our own key (docs/cache.md): 0 lists from the watch cache in one response.
-            timing = InformerTiming(list_limit=int(config.raw.get("cacheListPageSize", 0) or 0))
+            timing = WatchTiming(list_limit=int(config.raw.get("cacheListPageSize", 0) or 0))
         self.credentials = api_credentials(config)
         where = f": {self.credentials.kubeconfig}" if self.credentials.kubeconfig else ""
         self.description = f"kubernetes ({self.credentials.kind}{where})"
         self.holder = ApiClientHolder(self.credentials)
         self.pods: ObjectStore[CachedPod] = ObjectStore(POD)
         self.nads: ObjectStore[CachedNad] = ObjectStore(NAD)
-        self.informers: list[Informer[Any]] = [
-            Informer(pod_calls(node), self.pods, lambda: self.holder.client, timing),
-            Informer(nad_calls(), self.nads, lambda: self.holder.client, timing),
+        self.informers: list[ListWatch] = [
+            informer(pod_calls(node), self.pods, lambda: self.holder.client, timing),
+            informer(nad_calls(), self.nads, lambda: self.holder.client, timing),
         ]
-        for informer in self.informers:
-            self.holder.on_reload(informer.interrupt)
+        for watcher in self.informers:
+            self.holder.on_reload(watcher.interrupt)
         # API calls off the event loop; a bounded pool so an API outage cannot pile up threads.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-api")
         self._credential_watch: asyncio.Task[None] | None = None
@@ -107,8 +105,8 @@ class KubeSource:
     # --- lifecycle ---
     async def start(self) -> None:
         log.info("starting informers", node=self.node, credentials=self.credentials.kind)
-        for informer in self.informers:
-            informer.start()
+        for watcher in self.informers:
+            watcher.start()
         self._credential_watch = asyncio.create_task(self.holder.watch_credentials())
 
     async def wait_synced(self) -> None:

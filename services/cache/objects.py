@@ -15,7 +15,6 @@ from typing import Any
 
 POD = "Pod"
 NAD = "NetworkAttachmentDefinition"
-NAD_API_VERSION = "k8s.cni.cncf.io/v1"
 NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"

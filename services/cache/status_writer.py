@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.cache import metrics
-from services.cache.backoff import backoff_delay
 from services.cache.errors import PodGone, SourceUnavailable
 from services.cache.objects import Key
 from services.cache.source import PodEvent, StatusWrite
+from services.common.backoff import backoff_delay
 from services.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -57,10 +57,6 @@ class StatusWriter:
         self._jobs: dict[Key, _Job] = {}
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._events: set[asyncio.Task[None]] = set()
-
-    @property
-    def queued(self) -> int:
-        return len(self._jobs)
 
     async def submit(self, write: StatusWrite, wait: float) -> WriteResult:
         """Queue a write and wait up to `wait` seconds for its delivery."""

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from services.certs import approval, kube
+from services.common.kube_watch import ListWatch, WatchTiming
 from services.common.logs import get_logger, setup_logging
 
 log = get_logger(__name__)
 
-BACKOFF_CAP = 30.0
-# A watch closed sooner than this without a single event counts as a failure (as
-# client-go's "very short watch"): re-watching at once would be a busy loop.
-MIN_WATCH_SECONDS = 1.0
+TIMING = WatchTiming(
+    watch_timeout_min=kube.WATCH_SECONDS,
+    watch_timeout_max=kube.WATCH_SECONDS,
+    backoff_base=1.0,
+    backoff_cap=30.0,
+    min_watch_seconds=kube.MIN_WATCH_SECONDS,
+)
 
 
 class Approver:
@@ -40,11 +42,9 @@ class Approver:
             log.info("CSR left for a human", csr=view.name, requester=view.username, reason=decision.reason)
         return decision
 
-    def sync(self) -> str:
-        items, resource_version = kube.list_csrs(self.api)
-        for obj in items:
+    def sync(self) -> None:
+        for obj in kube.list_csrs(self.api):
             self._handle_safely(obj)
-        return resource_version
 
     def _handle_safely(self, obj: dict[str, Any]) -> None:
         try:
@@ -53,30 +53,26 @@ class Approver:
             # A conflict or a vanished CSR: the next event or relist brings it back if it still matters.
             log.warning("CSR approval failed", csr=(obj.get("metadata") or {}).get("name"), error=str(exc))
 
+    # --- the common list/watch loop's Sink ---
+    def replace(self, objs: Iterable[Any], resource_version: str) -> None:
+        for obj in objs:
+            self._handle_safely(obj)
+
+    def upsert(self, obj: Any, resource_version: str = "") -> None:
+        self._handle_safely(obj)
+
+    def delete(self, key: tuple[str, str], resource_version: str = "") -> None:
+        self._explained.discard(key[1])
+
+    def set_resource_version(self, resource_version: str) -> None:
+        pass  # the loop keeps the resourceVersion itself
+
+    def count_watch_restart(self) -> None:
+        pass  # the loop logs every restart
+
     def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                resource_version = self.sync()
-                failures = 0
-                while True:
-                    started, events = time.monotonic(), 0
-                    for event_type, obj in kube.watch_csrs(self.api, resource_version):
-                        events += 1
-                        if event_type == "ERROR":
-                            raise kube.KubeError(410, "watch expired")
-                        resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
-                        if event_type in ("ADDED", "MODIFIED"):
-                            self._handle_safely(obj)
-                    lasted = time.monotonic() - started
-                    if events == 0 and lasted < MIN_WATCH_SECONDS:
-                        raise kube.KubeError(0, f"very short watch: closed after {lasted:.3f}s with no events")
-            except kube.KubeError as exc:
-                failures += 1
-                delay = min(BACKOFF_CAP, 0.5 * 2**failures) * (0.5 + random.random())
-                if exc.status != 410:
-                    log.warning("CSR list/watch failed; relisting", error=str(exc), retry_in=round(delay, 1))
-                    time.sleep(delay)
+        """List and watch every CSR until interrupted (services.common.kube_watch)."""
+        ListWatch(kube.CSR_CALLS, self, lambda: self.api, TIMING).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

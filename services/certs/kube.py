@@ -1,6 +1,8 @@
 """The Kubernetes API as the certs service uses it (synchronous client: call
-through asyncio.to_thread). Every call has a request timeout; errors come back
-as KubeError with no credential material in them."""
+through asyncio.to_thread). The client comes from the common builder
+(services.common.kube_api) and CSRs are watched with the common watch stream
+(services.common.kube_watch). Every call has a request timeout; errors come
+back as KubeError with no credential material in them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,18 +21,23 @@ from kubernetes.client.exceptions import ApiException
 from services.certs.approval import SIGNER, USAGES, CsrView
 from services.certs.kubeconfig import ApiEndpoint
 from services.certs.rbac import Permission
+from services.common import kube_api
+from services.common.kube_watch import Gone, ResourceCalls, WatchFailed, watch_events
 from services.common.logs import redact
 
 # The kubernetes package is only partly typed; this adapter is its one user here,
 # and what leaves it is typed.
 k8s: Any = kubernetes.client
 k8s_config: Any = kubernetes.config
-k8s_watch: Any = kubernetes.watch
 ApiClient = Any
 
 REQUEST_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 5.0
 WATCH_SECONDS = 30
 MIN_WATCH_SECONDS = 1.0  # a shorter watch without events is not re-opened at once
+CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+# Every CSR, as the approver lists and watches them (raw JSON objects).
+CSR_CALLS = ResourceCalls("CertificateSigningRequest", CSR_PATH, (), dict)
 ORDERED_USAGES = ("digital signature", "client auth")
 assert frozenset(ORDERED_USAGES) == USAGES
 
@@ -70,17 +76,10 @@ _TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 def new_client(kubeconfig_path: str = "") -> ApiClient:
     """A client for a kubeconfig file, or in-cluster credentials when no path is given."""
     try:
-        if kubeconfig_path:
-            api = k8s_config.new_client_from_config(config_file=kubeconfig_path)
-        else:
-            cfg = k8s.Configuration()
-            k8s_config.load_incluster_config(client_configuration=cfg)
-            api = k8s.ApiClient(cfg)
+        # Fails fast when the server is down: the caller owns retrying, with backoff.
+        return kube_api.build_api_client(kubeconfig_path)
     except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
         raise KubeError(0, f"cannot load API credentials: {type(exc).__name__}: {exc}") from exc
-    # Fail fast when the server is down: the caller owns retrying, with backoff.
-    api.configuration.retries = 1
-    return api
 
 
 def close(api: ApiClient) -> None:
@@ -143,21 +142,20 @@ def csr_outcome(obj: dict[str, Any]) -> CsrOutcome:
 
 
 def _csr_json(api: ApiClient, name: str) -> dict[str, Any]:
-    resp = k8s.CertificatesV1Api(api).read_certificate_signing_request(
-        name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-    )
-    return dict(json.loads(resp.data))
+    try:
+        obj = kube_api.get_json(api, f"{CSR_PATH}/{name}", (CONNECT_TIMEOUT, REQUEST_TIMEOUT))
+    except _TRANSPORT_ERRORS as exc:
+        raise _kube_error("get CertificateSigningRequest", exc) from exc
+    if obj is None:
+        raise KubeError(404, f"get CertificateSigningRequest: {name} not found")
+    return obj
 
 
 def wait_for_certificate(api: ApiClient, name: str, timeout: float) -> bytes:
     """Watch one CSR until it is approved and signed. Raises CsrDenied, TimeoutError or KubeError."""
     deadline = time.monotonic() + timeout
-    certs = k8s.CertificatesV1Api(api)
     while True:
-        try:
-            obj = _csr_json(api, name)
-        except _TRANSPORT_ERRORS as exc:
-            raise _kube_error("get CertificateSigningRequest", exc) from exc
+        obj = _csr_json(api, name)
         outcome = csr_outcome(obj)
         if outcome.state == "issued":
             return outcome.certificate
@@ -166,28 +164,29 @@ def wait_for_certificate(api: ApiClient, name: str, timeout: float) -> bytes:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"CertificateSigningRequest {name} not approved and issued within {timeout:.0f}s")
-        watcher = k8s_watch.Watch()
-        started, events = time.monotonic(), 0
+        query = [
+            ("fieldSelector", f"metadata.name={name}"),
+            ("resourceVersion", obj["metadata"]["resourceVersion"]),
+            ("watch", True),
+            ("timeoutSeconds", max(1, min(int(remaining), WATCH_SECONDS))),
+        ]
+        read_timeout = min(remaining, WATCH_SECONDS) + 10
         try:
-            for event in watcher.stream(
-                certs.list_certificate_signing_request,
-                field_selector=f"metadata.name={name}",
-                resource_version=obj["metadata"]["resourceVersion"],
-                timeout_seconds=max(1, min(int(remaining), WATCH_SECONDS)),
-                _request_timeout=min(remaining, WATCH_SECONDS) + 10,
-            ):
-                events += 1
-                outcome = csr_outcome(event.get("raw_object") or {})
-                if outcome.state != "pending":
-                    watcher.stop()
-                    break
-        except _TRANSPORT_ERRORS as exc:
-            raise _kube_error("watch CertificateSigningRequest", exc) from exc
-        finally:
-            watcher.stop()
-        if events == 0 and time.monotonic() - started < MIN_WATCH_SECONDS:
+            response = kube_api.request(api, "GET", CSR_PATH, query=query, timeout=(CONNECT_TIMEOUT, read_timeout))
+            try:
+                for _kind, raw in watch_events(response, MIN_WATCH_SECONDS):
+                    if csr_outcome(raw).state != "pending":
+                        break  # the GET above reads it whole
+            finally:
+                response.close()
+                response.release_conn()
+        except Gone:
+            continue  # the CSR changed past our resourceVersion: read it again
+        except WatchFailed:
             # Closed at once with nothing to say: pause instead of a busy GET + watch loop.
             time.sleep(max(0.0, min(MIN_WATCH_SECONDS, deadline - time.monotonic())))
+        except _TRANSPORT_ERRORS as exc:
+            raise _kube_error("watch CertificateSigningRequest", exc) from exc
 
 
 def csr_view(obj: dict[str, Any]) -> CsrView:
@@ -207,33 +206,16 @@ def csr_view(obj: dict[str, Any]) -> CsrView:
     )
 
 
-def list_csrs(api: ApiClient) -> tuple[list[dict[str, Any]], str]:
+def list_csrs(api: ApiClient) -> list[dict[str, Any]]:
     try:
-        resp = k8s.CertificatesV1Api(api).list_certificate_signing_request(
-            _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-        )
+        response = kube_api.request(api, "GET", CSR_PATH, timeout=(CONNECT_TIMEOUT, REQUEST_TIMEOUT))
+        try:
+            doc = json.loads(response.data)
+        finally:
+            response.release_conn()
     except _TRANSPORT_ERRORS as exc:
         raise _kube_error("list CertificateSigningRequests", exc) from exc
-    doc = json.loads(resp.data)
-    return list(doc.get("items") or []), str(doc["metadata"]["resourceVersion"])
-
-
-def watch_csrs(api: ApiClient, resource_version: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(event type, CSR JSON) until the watch times out; ("ERROR", status) on 410 Gone."""
-    watcher = k8s_watch.Watch()
-    try:
-        for event in watcher.stream(
-            k8s.CertificatesV1Api(api).list_certificate_signing_request,
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _request_timeout=WATCH_SECONDS + 10,
-        ):
-            yield str(event.get("type")), dict(event.get("raw_object") or {})
-    except _TRANSPORT_ERRORS as exc:
-        raise _kube_error("watch CertificateSigningRequests", exc) from exc
-    finally:
-        watcher.stop()
+    return list(doc.get("items") or [])
 
 
 def approve_csr(api: ApiClient, name: str, message: str) -> None:

@@ -18,7 +18,6 @@ import yaml
 from services.certs import pki
 
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 
 class KubeconfigError(ValueError):
@@ -85,20 +84,6 @@ def endpoint(doc: dict[str, Any], base_dir: str) -> ApiEndpoint:
         raise KubeconfigError("kubeconfig: cluster has no server")
     ca = _file_or_data(cluster, "certificate-authority", "certificate-authority-data", base_dir) or b""
     return ApiEndpoint(server, ca, bool(cluster.get("insecure-skip-tls-verify")))
-
-
-def in_cluster_endpoint(environ: dict[str, str]) -> ApiEndpoint:
-    host, port = environ.get("KUBERNETES_SERVICE_HOST", ""), environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host:
-        raise KubeconfigError("not running in a pod: KUBERNETES_SERVICE_HOST is not set")
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        with open(IN_CLUSTER_CA, "rb") as f:
-            ca = f.read()
-    except OSError as exc:
-        raise KubeconfigError(f"cannot read {IN_CLUSTER_CA}: {type(exc).__name__}") from exc
-    return ApiEndpoint(f"https://{host}:{port}", ca)
 
 
 def user_expiry(doc: dict[str, Any], base_dir: str) -> tuple[float, float]:

@@ -113,11 +113,6 @@ class CredentialLedger:
             self._missing = missing
             self._notify()
 
-    def set_api_kubeconfig(self, path: str) -> None:
-        if path != self._api_kubeconfig:
-            self._api_kubeconfig = path
-            self._notify()
-
     def tick(self, now: float) -> None:
         """Notify when time alone moved a credential into another state (VALID -> EXPIRING ...)."""
         states = tuple(credential_state(c, now) for c in self._creds.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from services.common.backoff import backoff_delay
+
 # A certificate is renewed at a random point in this part of its lifetime, so a
 # fleet of nodes started together does not renew together.
 ROTATION_FRACTION_MIN = 0.7
@@ -11,8 +13,7 @@ TOKEN_REFRESH_FRACTION = 0.8
 # The TokenRequest API rejects shorter expirations.
 TOKEN_MIN_SECONDS = 600
 
-BACKOFF_INITIAL = 1.0
-BACKOFF_FACTOR = 2.0
+BACKOFF_FIRST_CEILING = 2.0  # the first retry comes after 1-2 s
 BACKOFF_CAP = 300.0
 BACKOFF_MIN = 0.5
 
@@ -41,11 +42,10 @@ def issue_time(observed: float, not_before: float, not_after: float) -> float:
 
 
 def retry_delay(attempt: int, jitter: float, now: float, not_after: float) -> float:
-    """Exponential backoff after `attempt` consecutive failures (0-based), jittered
-    by +-50%, capped, and never longer than a quarter of what is left of the
-    current credential's life, so several retries still fit before it expires."""
-    delay = min(BACKOFF_CAP, BACKOFF_INITIAL * BACKOFF_FACTOR ** min(attempt, 32))
-    delay *= 0.5 + min(max(jitter, 0.0), 1.0)
+    """The common backoff after `attempt` consecutive failures (0-based), never
+    longer than a quarter of what is left of the current credential's life, so
+    several retries still fit before it expires."""
+    delay = backoff_delay(attempt + 1, BACKOFF_FIRST_CEILING, BACKOFF_CAP, jitter)
     if not_after > now:
         delay = min(delay, (not_after - now) / 4)
     return max(delay, BACKOFF_MIN)

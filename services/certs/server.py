@@ -60,7 +60,7 @@ class CertsApp:
         jobs: list[Coroutine[Any, Any, None]] = []
         if self.source.kind != PER_NODE_CERTIFICATE:
             jobs.append(watch_static_credential(self.source, self.ledger, self.clock, self.running_in_pod))
-        jobs.extend(workers.api_workers(self))
+        jobs.extend(workers.api_workers(self.config, self.node, self.source, self.ledger, self.clock, self.rng))
         return jobs
 
     def start(self) -> None:

@@ -1,4 +1,6 @@
-"""CNI error codes and the one exception type that carries them across layers."""
+"""CNI error codes and the one exception type that carries them across layers
+(the typed failures built on it, and the table that turns any exception into
+one, are in services.common.errors)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ INVALID_CONFIG = 7
 TRY_AGAIN_LATER = 11
 PLUGIN_NOT_AVAILABLE = 50
 PLUGIN_NOT_AVAILABLE_LIMITED = 51
+# libcni's ErrInternal: a failure nobody classified. For us, always a bug.
+INTERNAL = 999
 
 CNI_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 LATEST_CNI_VERSION = "1.0.0"

@@ -1,15 +1,17 @@
 """Long-lived gRPC channels to peer services and the one place a failed call
-becomes a CNI error. Every call has a deadline and waits for a restarting peer
-within it (wait_for_ready); a peer still down at the deadline is CNI code 11."""
+becomes a CNI error (the gRPC status table). Every call has a deadline and
+waits for a restarting peer within it (wait_for_ready); a peer still down at
+the deadline is PeerUnavailable, CNI code 11."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
 
 from services.common import cni
+from services.common.errors import PeerUnavailable
 from services.common.logs import context_metadata
 
 Response = TypeVar("Response")
@@ -49,10 +51,17 @@ _STATUS_TO_CNI = {
 }
 
 
-def cni_error_from_rpc(peer: str, err: grpc.aio.AioRpcError) -> cni.CniError:
+# What a call means by a status of its own (NOT_FOUND for a pod, a NAD, ...):
+# the status -> typed error, given the peer's details text.
+Meanings = Mapping[grpc.StatusCode, Callable[[str], cni.CniError]]
+
+
+def cni_error_from_rpc(peer: str, err: grpc.aio.AioRpcError, meanings: Meanings | None = None) -> cni.CniError:
     code = err.code()
+    if meanings and code in meanings:
+        return meanings[code](err.details() or "")
     if code in _TRANSIENT:
-        return cni.CniError(cni.TRY_AGAIN_LATER, f"{peer} unavailable", f"{code.name}: {err.details() or ''}")
+        return PeerUnavailable(f"{peer} unavailable", f"{code.name}: {err.details() or ''}")
     return cni.CniError(_STATUS_TO_CNI.get(code, cni.IO_FAILURE), err.details() or f"{peer} call failed", code.name)
 
 
@@ -61,10 +70,11 @@ async def call(
     method: Callable[..., Awaitable[Response]],
     request: Any,
     timeout: float,
+    meanings: Meanings | None = None,
 ) -> Response:
     """Call a peer with a deadline, wait_for_ready and the request's log context;
-    gRPC failures come back as CniError with the right code."""
+    gRPC failures come back as CniError with the right code (`meanings` first)."""
     try:
         return await method(request, timeout=timeout, wait_for_ready=True, metadata=context_metadata())
     except grpc.aio.AioRpcError as err:
-        raise cni_error_from_rpc(peer, err) from err
+        raise cni_error_from_rpc(peer, err, meanings) from err

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from services.common.callers import CALLER_METADATA_KEY, GATEWAY_CALLER
 from services.executor.rejection import Reason, Rejected
 
-CALLER_METADATA_KEY = "x-multus-caller"
-GATEWAY_CALLER = "gateway"
 # Commands an operator may run while operator exec is off: no side effects.
 HARMLESS_COMMANDS = frozenset({"VERSION"})
 

@@ -1,6 +1,8 @@
 """Checks on everything a caller sends the executor: plugin names, CNI commands,
-netns paths, environment entries, default-route gateways. Pure functions over strings, plus the two
-filesystem looks they need (finding a plugin, proving a path is a netns)."""
+netns paths, environment entries, default-route gateways. The shape rules
+shared with the gateway live in services.common.validation; this adds the
+executor's own rules and the two filesystem looks they need (finding a
+plugin, proving a path is a netns)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,14 @@ import errno
 import fcntl
 import ipaddress
 import os
-import re
 import stat
 from collections.abc import Iterable, Mapping
 
 from services.common.cni import CNI_COMMANDS
 from services.common.rootfs import resolve_in_root
+from services.common.validation import container_id_problem, ifname_problem, netns_path_problem, plugin_name_problem
 from services.executor.rejection import Reason, Rejected
 
-# A CNI plugin "type" is a file name: no separators, no NUL, no leading dot
-# (which also excludes "." and ".."), bounded length.
-_PLUGIN_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}")
 # Commands that act on a container's network namespace and need it to exist.
 NETNS_REQUIRED = frozenset({"ADD", "CHECK"})
 # Extra environment a caller may hand a delegate; everything else is built here.
@@ -29,10 +28,8 @@ _CLONE_NEWNET = 0x40000000
 
 
 def validate_plugin_name(name: str) -> str:
-    if not name:
-        raise Rejected(Reason.INVALID, "plugin name is empty")
-    if "\0" in name or "/" in name or not _PLUGIN_NAME.fullmatch(name):
-        raise Rejected(Reason.INVALID, f"invalid plugin name {name!r}: a plain type name is required, never a path")
+    if problem := plugin_name_problem(name):
+        raise Rejected(Reason.INVALID, problem)
     return name
 
 
@@ -55,17 +52,6 @@ def validate_extra_env(extra: Mapping[str, str]) -> dict[str, str]:
     return dict(extra)
 
 
-def netns_path_allowed(path: str, prefixes: Iterable[str]) -> bool:
-    """Shape check: absolute, normalised (no `..`, `//`, `.`), under an allowed prefix."""
-    if not path.startswith("/") or "\0" in path or os.path.normpath(path) != path:
-        return False
-    for prefix in prefixes:
-        base = prefix if prefix.endswith("/") else prefix + "/"
-        if path.startswith(base) and len(path) > len(base):
-            return True
-    return False
-
-
 def validate_netns(path: str, command: str, prefixes: Iterable[str]) -> str:
     """The netns path a delegate (running `command`) may be handed.
 
@@ -80,8 +66,8 @@ def validate_netns(path: str, command: str, prefixes: Iterable[str]) -> str:
         if must_exist:
             raise Rejected(Reason.INVALID, f"{command or 'this call'} needs a netns path")
         return path
-    if not netns_path_allowed(path, prefixes):
-        raise Rejected(Reason.INVALID, f"netns path {path!r} is not under an allowed prefix {list(prefixes)}")
+    if problem := netns_path_problem(path, prefixes):
+        raise Rejected(Reason.INVALID, problem)
     try:
         identity = network_namespace_identity(path)
     except FileNotFoundError:
@@ -139,27 +125,20 @@ def _is_executable_file(root: str, path: str) -> bool:
     return stat.S_ISREG(st.st_mode) and os.access(real, os.X_OK)
 
 
-_IFNAME = re.compile(r"[^\s/:\0]{1,15}")
-# IFNAMSIZ less the NUL: the kernel counts bytes, not characters.
-_IFNAME_MAX_BYTES = 15
-# libcni's ValidateContainerID.
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-
-
 def validate_ifname(name: str) -> str:
-    """A Linux interface name: 1-15 bytes, no whitespace, '/', ':' or NUL."""
-    if not _IFNAME.fullmatch(name) or name in (".", "..") or len(name.encode()) > _IFNAME_MAX_BYTES:
-        raise Rejected(Reason.INVALID, f"invalid interface name {name!r}")
+    """A Linux interface name (services.common.validation)."""
+    if problem := ifname_problem(name):
+        raise Rejected(Reason.INVALID, f"invalid interface name {name!r}: {problem}")
     return name
 
 
 def validate_add_runtime(container_id: str, ifname: str) -> None:
     """What libcni checks before every ADD (upstream runs its delegates through
-    libcni): a container ID of [A-Za-z0-9][A-Za-z0-9_.-]* and a valid interface
-    name. Plugins write both into their own state (host-local's leases hold
-    `<id>\\r\\n<ifname>`), so a newline in either would corrupt it. DEL and CHECK are
-    left alone, as in libcni: they must clean up whatever an older runtime added."""
-    if not _CONTAINER_ID.fullmatch(container_id):
+    libcni): a valid container ID and interface name. Plugins write both into
+    their own state (host-local's leases hold `<id>\\r\\n<ifname>`), so a
+    newline in either would corrupt it. DEL and CHECK are left alone, as in
+    libcni: they must clean up whatever an older runtime added."""
+    if container_id_problem(container_id):
         raise Rejected(
             Reason.INVALID, f"invalid container ID {container_id!r}: libcni requires [A-Za-z0-9][A-Za-z0-9_.-]*"
         )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from services.common import cni
+from services.common.config import DaemonConfig
 from services.common.logs import get_logger
 from services.gateway.certs_client import USABLE_STATES
 
@@ -23,6 +24,12 @@ log = get_logger(__name__)
 WAIT_KEY = "delegateCredentialsWaitSeconds"
 DEFAULT_WAIT_SECONDS = 60.0
 POLL_SECONDS = 0.5
+
+
+def delegate_credentials_expected(config: DaemonConfig) -> bool:
+    """A delegate token is written only for a node that talks to the API server
+    (no file-backed `clusterDir`) with a delegate ServiceAccount configured."""
+    return bool(config.delegate_service_account) and not config.cluster_dir
 
 
 async def wait_for_delegate_credentials(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common import cni
@@ -26,25 +26,10 @@ class Delegate:
     device_id: str = ""
     resource_name: str = ""
     default_route: tuple[str, ...] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_conflist(self) -> bool:
-        return "type" not in self.config or not self.config.get("type")
 
     @property
     def cni_version(self) -> str:
         return str(self.config.get("cniVersion") or "")
-
-    @property
-    def conf_name(self) -> str:
-        return str(self.config.get("name") or "")
-
-    @property
-    def plugin_types(self) -> list[str]:
-        if self.is_conflist:
-            return [str(p.get("type", "")) for p in self.config.get("plugins", [])]
-        return [str(self.config.get("type", ""))]
 
 
 def _decode_config(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.common.logs import get_logger
-from services.gateway.ports import DeviceInfoSource
+from services.gateway.ports import DeviceInfoSource, PodView
 
 log = get_logger(__name__)
 
@@ -202,7 +202,7 @@ class PodDevices:
     """One ADD's view of the pod's devices: asked for on the first NAD that names a
     resource (most pods never ask), then handed out one per attachment in attach order."""
 
-    def __init__(self, source: DeviceInfoSource | None, pod: Any) -> None:
+    def __init__(self, source: DeviceInfoSource | None, pod: PodView | None) -> None:
         self._source = source
         self._pod = pod
         self._allocated: Mapping[str, Sequence[str]] | None = None

@@ -1,8 +1,8 @@
 """One entry point for every transport (HTTP socket, gRPC, DEL spool replay):
 validate the request, bind the log context, route the verb to the CNI
 service, time it, count in-flight work for draining, and make sure nothing but
-a CniError leaves (an unexpected exception is logged with its traceback and
-becomes code 5, never a traceback on the wire)."""
+a CniError leaves (services.common.errors: an unexpected exception is logged
+as a bug and becomes code 999, never a traceback on the wire)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.common import cni
+from services.common.errors import to_cni_error
 from services.common.logs import bound_context, get_logger
 from services.gateway.cni_service import CniService
 from services.gateway.gateway_metrics import COMMAND_SECONDS
@@ -61,8 +62,7 @@ class Dispatcher:
                     log.warning(f"{kind} {call.command} failed", code=err.code, error=str(err))
                     raise
                 except Exception as exc:
-                    log.exception(f"{kind} {call.command} crashed")
-                    raise cni.CniError(cni.IO_FAILURE, f"internal error in {call.command}", repr(exc)[:512]) from exc
+                    raise to_cni_error(exc, f"{kind} {call.command}") from exc
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:

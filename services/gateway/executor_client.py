@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 import grpc
 
 from services.api import executor_pb2, executor_pb2_grpc
-from services.common import cni
+from services.common.callers import CALLER_METADATA_KEY, GATEWAY_CALLER
 from services.common.config import DaemonConfig
+from services.common.errors import PeerUnavailable
 from services.common.grpc_client import cni_error_from_rpc, unix_channel
 from services.common.logs import context_metadata, get_logger
-from services.executor.guard import CALLER_METADATA_KEY, GATEWAY_CALLER
 
 log = get_logger(__name__)
 
@@ -84,8 +84,7 @@ class ExecutorClient:
                     return index
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise cni.CniError(
-                    cni.TRY_AGAIN_LATER,
+                raise PeerUnavailable(
                     "executor unavailable",
                     f"no executor ready on {list(self.sockets)} within the deadline",
                 )
@@ -95,7 +94,7 @@ class ExecutorClient:
                 if state != _SHUTDOWN
             ]
             if not changes:
-                raise cni.CniError(cni.TRY_AGAIN_LATER, "executor client closed")
+                raise PeerUnavailable("executor client closed")
             try:
                 await asyncio.wait(changes, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -127,8 +126,7 @@ class ExecutorClient:
                     avoid = index
                     continue
                 if lost:
-                    raise cni.CniError(
-                        cni.TRY_AGAIN_LATER,
+                    raise PeerUnavailable(
                         f"executor lost during {what}",
                         f"{self.sockets[index]}: {err.code().name}: {err.details() or ''}",
                     ) from err

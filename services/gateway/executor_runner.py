@@ -6,6 +6,7 @@ import time
 
 from services.api import executor_pb2
 from services.common import cni
+from services.common.errors import DelegateFailed
 from services.gateway.executor_client import ExecutorClient
 from services.gateway.gateway_metrics import DELEGATE_SECONDS
 from services.gateway.invoke import Target
@@ -31,14 +32,15 @@ class ExecutorRunner:
         try:
             response = await self._client.exec_plugin(request, timeout=self._timeout)
             if response.error.code:
-                raise cni.CniError(
-                    response.error.code, response.error.msg or f"{plugin} failed", response.error.details
+                raise DelegateFailed(
+                    response.error.code, response.error.msg or f"{plugin} failed", response.error.details, plugin=plugin
                 )
             if response.exit_code != 0:
-                raise cni.CniError(
+                raise DelegateFailed(
                     cni.IO_FAILURE,
                     f"plugin {plugin!r} exited with status {response.exit_code}",
                     response.stdout[:512].decode(errors="replace"),
+                    plugin=plugin,
                 )
             outcome = "ok"
             return bytes(response.stdout)

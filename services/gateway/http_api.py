@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from services.common import cni
+from services.common.errors import to_cni_error
 from services.common.logs import get_logger
 from services.gateway.dispatch import Dispatcher
 from services.gateway.gateway_metrics import REQUESTS
@@ -80,8 +81,7 @@ def build_app(dispatcher: Dispatcher, readiness: Readiness) -> web.Application:
             return _json_response(400, error_body(err))
         except Exception as exc:
             # aiohttp's plain 500 would read as "try again later" (11) to a shim: never retry a bug.
-            log.exception("unexpected error answering a CNI request")
-            return _json_response(400, error_body(cni.CniError(cni.IO_FAILURE, "internal error", repr(exc)[:512])))
+            return _json_response(400, error_body(to_cni_error(exc, "CNI request")))
         return _json_response(200, success_body(result))
 
     async def cni_handler(request: web.Request) -> web.StreamResponse:

@@ -1,42 +1,57 @@
-"""What the CNI logic needs from the outside world, as protocols, so the domain
-code stays free of gRPC, aiohttp and the OS (the adapters satisfy them)."""
+"""What the CNI logic needs from the outside world, as protocols and plain
+values, so the domain code stays free of gRPC, aiohttp and the OS (the
+adapters satisfy them, and the in-process tests fake them)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 
-class PodView(Protocol):
+@dataclass(frozen=True)
+class PodView:
+    """What the CNI logic reads of a pod (the cache's trimmed copy)."""
+
     namespace: str
     name: str
-    uid: str
+    uid: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def annotations(self) -> Mapping[str, str]: ...
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
-class NadView(Protocol):
+@dataclass(frozen=True)
+class NadView:
+    """What the CNI logic reads of a NetworkAttachmentDefinition."""
+
     namespace: str
     name: str
-    config: str
-
-    @property
-    def annotations(self) -> Mapping[str, str]: ...
+    config: str = ""  # spec.config, "" when the NAD has none
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 class Cluster(Protocol):
-    """The cache service: pods and NADs, network-status write-back, pod events."""
+    """The cache service: pods and NADs, network-status write-back, pod events.
 
-    async def get_pod(self, namespace: str, name: str, uid: str = "", *, wait_ms: int = 0, timeout: float) -> Any: ...
+    Failures are CniErrors from services.common.errors: PodNotFound and
+    NetworkNotFound for unknown objects, PodGone when the pod of a status write
+    is gone, PeerUnavailable when the cache (or the API behind it) is down."""
+
+    async def get_pod(
+        self, namespace: str, name: str, uid: str = "", *, wait_ms: int = 0, timeout: float
+    ) -> PodView: ...
 
     async def get_network_attachment_definition(
         self, namespace: str, name: str, *, wait_ms: int = 0, timeout: float
-    ) -> Any: ...
+    ) -> NadView: ...
 
     async def update_network_status(
         self, namespace: str, name: str, uid: str, network_status_json: str, *, wait_ms: int = 0, timeout: float
-    ) -> Any: ...
+    ) -> bool:
+        """True when written, False when queued in the cache for background retry."""
+        ...
 
     async def emit_pod_event(
         self, namespace: str, name: str, uid: str, event_type: str, reason: str, message: str, *, timeout: float

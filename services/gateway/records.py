@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,14 +17,16 @@ from typing import Any
 
 from services.common import cni
 from services.common.files import write_atomic
+from services.common.validation import container_id_problem
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+# The records directory is named after the ID: a file name holds at most 255 bytes.
+MAX_CONTAINER_ID = 255
 RECORD_VERSION = 1
 
 
 def validate_container_id(container_id: str) -> None:
     """The CNI spec's container ID alphabet; it also keeps IDs from escaping the records dir."""
-    if not _SAFE_ID.fullmatch(container_id) or len(container_id) > 512:
+    if container_id_problem(container_id) or len(container_id) > MAX_CONTAINER_ID:
         raise cni.CniError(cni.INVALID_ENV, f"invalid CNI_CONTAINERID {container_id[:64]!r}")
 
 
@@ -108,12 +108,9 @@ class RecordStore:
         with contextlib.suppress(OSError):
             self._dir(container_id).rmdir()  # only when empty
 
-    def remove_all(self, container_id: str) -> None:
-        shutil.rmtree(self._dir(container_id), ignore_errors=True)
-
     def container_ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _SAFE_ID.fullmatch(p.name))
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not container_id_problem(p.name))
         except FileNotFoundError:
             return []
 

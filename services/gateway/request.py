@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common import cni
+from services.common.validation import container_id_problem, ifname_problem, pod_name_problem
 
 POD_VERBS = ("ADD", "DEL", "CHECK")
 PLUGIN_VERBS = ("STATUS", "GC")
@@ -214,30 +215,6 @@ def parse_cni_args(args: str) -> list[tuple[str, str]]:
     return pairs
 
 
-# libcni's rules for the runtime's arguments. The gateway checks them itself:
-# upstream's shim and the gRPC API do not, and both values become paths
-# (`<recordsDir>/<containerID>/<ifname>.json`) and gRPC metadata.
-_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-IFNAMSIZ = 16
-
-
-def container_id_problem(container_id: str) -> str:
-    if not _CONTAINER_ID.fullmatch(container_id):
-        return "invalid characters in CNI_CONTAINERID"
-    return ""
-
-
-def ifname_problem(ifname: str) -> str:
-    """libcni's ValidateInterfaceName (the kernel's limit is in bytes, not characters)."""
-    if len(ifname.encode("utf-8", "surrogatepass")) > IFNAMSIZ - 1:
-        return "CNI_IFNAME is too long"
-    if ifname in (".", ".."):
-        return "CNI_IFNAME is . or .."
-    if any(ch in "/:\x00" or ch.isspace() for ch in ifname):
-        return "CNI_IFNAME contains / or : or whitespace characters"
-    return ""
-
-
 _K8S_KEYS = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"}
 
 
@@ -278,12 +255,15 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
         return call
     if not call.container_id:
         raise cni.CniError(cni.INVALID_ENV, "missing CNI_CONTAINERID")
-    for problem, value in (
-        (container_id_problem(call.container_id), call.container_id),
-        (ifname_problem(call.ifname), call.ifname),
+    # libcni's rules for the runtime's arguments. The gateway checks them itself:
+    # upstream's shim and the gRPC API do not, and both values become paths
+    # (`<recordsDir>/<containerID>/<ifname>.json`) and gRPC metadata.
+    for what, problem, value in (
+        ("CNI_CONTAINERID", container_id_problem(call.container_id), call.container_id),
+        ("CNI_IFNAME", ifname_problem(call.ifname), call.ifname),
     ):
         if problem:
-            raise cni.CniError(cni.INVALID_ENV, problem, repr(value[:64]))
+            raise cni.CniError(cni.INVALID_ENV, f"{what}: {problem}", repr(value[:64]))
     if command != "DEL" and not call.netns:
         raise cni.CniError(cni.INVALID_ENV, "missing CNI_NETNS")
     if require_pod and (call.pod is None or not call.pod.namespace or not call.pod.name):
@@ -292,4 +272,8 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
             "required CNI variable missing",
             "CNI_ARGS must carry K8S_POD_NAMESPACE and K8S_POD_NAME",
         )
+    # Both become API paths in the cache (a '/' would address another resource).
+    # DEL is let through: it works from the records and must clean up whatever exists.
+    if command != "DEL" and call.pod is not None and (problem := pod_name_problem(call.pod.namespace, call.pod.name)):
+        raise cni.CniError(cni.INVALID_ENV, "invalid pod in CNI_ARGS", problem)
     return call

@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from services.common import cni
 from services.gateway.delegate import Delegate, load_delegate, with_cni_version
 from services.gateway.device_info import PodDevices
 from services.gateway.netconf import MultusNetConf
-from services.gateway.ports import Cluster, DeviceInfoSource
+from services.gateway.ports import Cluster, DeviceInfoSource, PodView
 from services.gateway.selection import (
     DEFAULT_NETWORK_ANNOTATION,
     NETWORKS_ANNOTATION,
@@ -88,10 +88,6 @@ def config_from_spec(spec_config: str, nad_name: str) -> bytes | dict[str, Any]:
     return obj
 
 
-class NetworkNotFound(cni.CniError):
-    """A selected NetworkAttachmentDefinition does not exist (the pod gets a NoNetworkFound event)."""
-
-
 @dataclass
 class Resolution:
     """The pod's delegates in attach order."""
@@ -118,7 +114,7 @@ class NetworkResolver:
         self,
         element: NetworkSelectionElement,
         netconf: MultusNetConf,
-        pod: Any | None,
+        pod: PodView | None,
         devices: PodDevices | None,
         *,
         master: bool = False,
@@ -138,7 +134,7 @@ class NetworkResolver:
                     f"and no config named {element.name!r} in confDir {netconf.conf_dir}",
                 )
             config = found
-        resource_name = dict(nad.annotations).get(RESOURCE_NAME_ANNOTATION, "")
+        resource_name = nad.annotations.get(RESOURCE_NAME_ANNOTATION, "")
         device_id = ""
         if resource_name and pod is not None and devices is not None:
             device_id = await devices.take(resource_name)  # each NAD of that resource takes the next device
@@ -151,7 +147,7 @@ class NetworkResolver:
         netconf: MultusNetConf,
         *,
         master: bool,
-        pod: Any | None = None,
+        pod: PodView | None = None,
         devices: PodDevices | None = None,
     ) -> Delegate:
         """A network named in the daemon config: a path, a file name, a NAD or a CNI config name."""
@@ -187,7 +183,7 @@ class NetworkResolver:
         return delegate
 
     async def cluster_delegates(
-        self, netconf: MultusNetConf, pod: Any | None, devices: PodDevices | None = None
+        self, netconf: MultusNetConf, pod: PodView | None, devices: PodDevices | None = None
     ) -> list[Delegate]:
         """The cluster network (first, master) and, outside systemNamespaces, the defaultNetworks."""
         delegates: list[Delegate] = []
@@ -204,20 +200,20 @@ class NetworkResolver:
                 delegates.append(await self.named_network(reference, netconf, master=False, pod=pod, devices=devices))
         return delegates
 
-    async def resolve(self, netconf: MultusNetConf, pod: Any | None, *, emit_missing: bool = True) -> Resolution:
+    async def resolve(self, netconf: MultusNetConf, pod: PodView | None) -> Resolution:
         """All of a pod's delegates in attach order."""
         resolution = Resolution()
         # One pod's devices, shared by every network of this ADD, so each takes its own.
         devices = PodDevices(self._device_info, pod)
         delegates = await self.cluster_delegates(netconf, pod, devices)
         if pod is not None:
-            annotations = dict(pod.annotations)
+            annotations = pod.annotations
             override = annotations.get(DEFAULT_NETWORK_ANNOTATION, "").strip()
             if override:
                 elements = parse_networks_annotation(override, netconf.multus_namespace)
                 if len(elements) != 1:
                     raise cni.CniError(cni.INVALID_CONFIG, f"more than one default network is specified: {override}")
-                master = await self._nad_or_missing(elements[0], netconf, pod, devices, master=True)
+                master = await self.nad_delegate(elements[0], netconf, pod, devices, master=True)
                 if delegates:
                     delegates[0] = master
                 else:
@@ -227,32 +223,8 @@ class NetworkResolver:
             if netconf.namespace_isolation:
                 check_namespace_isolation(pod.namespace, elements, netconf.global_namespaces)
             for element in elements:
-                delegates.append(await self._nad_or_missing(element, netconf, pod, devices))
+                delegates.append(await self.nad_delegate(element, netconf, pod, devices))
         if not delegates:
             raise cni.CniError(cni.INVALID_CONFIG, "no cluster network: set clusterNetwork or delegates")
         resolution.delegates = [with_cni_version(d, netconf.cni_version) for d in delegates]
         return resolution
-
-    async def _nad_or_missing(
-        self,
-        element: NetworkSelectionElement,
-        netconf: MultusNetConf,
-        pod: Any,
-        devices: PodDevices | None,
-        *,
-        master: bool = False,
-    ) -> Delegate:
-        try:
-            return await self.nad_delegate(element, netconf, pod, devices, master=master)
-        except cni.CniError as err:
-            if err.code != cni.TRY_AGAIN_LATER:
-                raise NetworkNotFound(
-                    err.code,
-                    f"cannot find a network-attachment-definition ({element.name}) in namespace ({element.namespace})",
-                    str(err),
-                ) from err
-            raise
-
-
-def mark_master(delegate: Delegate) -> Delegate:
-    return replace(delegate, master=True)

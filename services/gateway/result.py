@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
@@ -99,6 +98,3 @@ def to_version(result: Mapping[str, Any] | None, cni_version: str) -> dict[str, 
         legacy["dns"] = current["dns"]
     return legacy
 
-
-def deep_copy(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return copy.deepcopy(dict(result)) if result is not None else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common import cni
+from services.common.validation import dns1123_label_problem, ifname_problem
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
@@ -19,10 +20,8 @@ NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{2}[:-]){19}[0-9A-Fa-f]{2}$")
 _GUID = re.compile(r"^([0-9A-Fa-f]{2}[:-]){7}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{2}[:-]){19}[0-9A-Fa-f]{2}$")
-IFNAMSIZ = 16
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,8 @@ def _bad(msg: str, details: str = "") -> cni.CniError:
 
 
 def validate_ifname(ifname: str) -> None:
-    if len(ifname) > IFNAMSIZ - 1 or any(c in ifname for c in " \t\n\v\f\r/:") or ifname in (".", ".."):
-        raise _bad(f"invalid interface name {ifname!r}", "must be at most 15 characters without '/', ':' or spaces")
+    if problem := ifname_problem(ifname):
+        raise _bad(f"invalid interface name {ifname!r}", problem)
 
 
 def _parse_text_item(item: str) -> NetworkSelectionElement:
@@ -64,11 +63,8 @@ def _parse_text_item(item: str) -> NetworkSelectionElement:
     name = at[0].strip()
     ifname = at[1].strip() if len(at) == 2 else ""
     for part in (namespace, name):
-        if part and not _DNS1123_LABEL.match(part):
-            raise _bad(
-                f"invalid network reference {item!r}",
-                f"{part!r} is not a DNS-1123 label (lower case alphanumerics and '-')",
-            )
+        if part and (problem := dns1123_label_problem(part)):
+            raise _bad(f"invalid network reference {item!r}", problem)
     if not name:
         raise _bad(f"invalid network reference {item!r}", "empty network name")
     if ifname:
@@ -183,15 +179,3 @@ def check_namespace_isolation(
                 f"pod is in namespace {pod_namespace!r} but refers to network {el.namespace}/{el.name}",
             )
 
-
-def check_default_routes(elements: list[NetworkSelectionElement]) -> None:
-    """At most one default-route gateway per IP family (no ECMP, as upstream)."""
-    v4 = v6 = 0
-    for el in elements:
-        for gw in el.default_route or ():
-            if ipaddress.ip_address(gw).version == 4:
-                v4 += 1
-            else:
-                v6 += 1
-    if v4 > 1 or v6 > 1:
-        raise cni.CniError(cni.INVALID_CONFIG, "multus does not support ECMP for default-route")

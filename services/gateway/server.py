@@ -21,10 +21,16 @@ from services.gateway.cache_client import CacheClient
 from services.gateway.certs_client import CertsClient
 from services.gateway.cni_service import CniService
 from services.gateway.config_manager import ConfigManager
-from services.gateway.credentials_gate import DEFAULT_WAIT_SECONDS, WAIT_KEY, wait_for_delegate_credentials
+from services.gateway.core import Timeouts
+from services.gateway.credentials_gate import (
+    DEFAULT_WAIT_SECONDS,
+    WAIT_KEY,
+    delegate_credentials_expected,
+    wait_for_delegate_credentials,
+)
 from services.gateway.device_info import DeviceInfoFiles, DevicePluginCheckpoint, KubeletDeviceInfo
 from services.gateway.dispatch import Dispatcher
-from services.gateway.executor_client import ExecutorClient
+from services.gateway.executor_client import ExecutorClient, executor_sockets
 from services.gateway.executor_routes import ExecutorRouteEditor
 from services.gateway.executor_runner import ExecutorRunner
 from services.gateway.http_api import Readiness, build_app, start_unix_site
@@ -41,21 +47,25 @@ DRAIN_SECONDS = 30.0
 
 
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
-    executor = ExecutorClient(config.executor_sockets or (config.grpc_socket("executor"),))
+    timeouts = Timeouts.from_config(config)
+    executor = ExecutorClient(executor_sockets(config))
     cache = CacheClient(config.grpc_socket("cache"))
     certs = CertsClient(config.grpc_socket("certs"))
-    invoker = NetworkInvoker(ExecutorRunner(executor, timeout=config.executor_timeout_seconds + 5.0))
+    invoker = NetworkInvoker(ExecutorRunner(executor, timeout=timeouts.delegate))
     # Device IDs for NADs with a resourceName: the kubelet PodResources API, checkpoint as fallback.
     pod_resources = PodResourcesClient(config.pod_resources_socket) if config.pod_resources_socket else None
     device_info = KubeletDeviceInfo(pod_resources, DevicePluginCheckpoint(config.device_plugin_checkpoint))
-    resolver = NetworkResolver(cache, cni_config_dir=config.cni_config_dir, device_info=device_info)
+    resolver = NetworkResolver(
+        cache, cni_config_dir=config.cni_config_dir, device_info=device_info, timeout=timeouts.cluster
+    )
     service = CniService(
         config,
         cluster=cache,
         invoker=invoker,
         records=RecordStore(config.records_dir),
         resolver=resolver,
-        routes=ExecutorRouteEditor(executor, timeout=config.executor_timeout_seconds + 5.0),
+        routes=ExecutorRouteEditor(executor, timeout=timeouts.delegate),
+        timeouts=timeouts,
         device_files=DeviceInfoFiles(config.device_info_dir),
     )
     dispatcher = Dispatcher(service)
@@ -82,10 +92,11 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
 
     async def settle_credentials() -> None:
         nonlocal credentials_settled
-        bound = float(config.raw.get(WAIT_KEY, DEFAULT_WAIT_SECONDS))
-        outcome = await wait_for_delegate_credentials(
-            lambda: certs.delegate_credentials_state(timeout=2.0), bound
-        )
+        if delegate_credentials_expected(config):
+            bound = float(config.raw.get(WAIT_KEY, DEFAULT_WAIT_SECONDS))
+            outcome = await wait_for_delegate_credentials(lambda: certs.delegate_credentials_state(timeout=2.0), bound)
+        else:
+            outcome = "none expected (no delegateServiceAccount, or a file-backed cluster)"
         log.info("delegate API credentials", outcome=outcome)
         credentials_settled = True
         await publish_readiness()

@@ -10,13 +10,14 @@ import grpc
 import pytest
 
 from services.api import cache_pb2
-from services.cache.informer import Informer, InformerTiming
+from services.cache.informer import informer
 from services.cache.kube_client import ApiClientHolder
 from services.cache.kube_source import pod_calls
 from services.cache.objects import POD, CachedPod
 from services.cache.store import ObjectStore
 from services.common import cni
 from services.common.credentials import ApiCredentials
+from services.common.kube_watch import ListWatch, WatchTiming
 from services.gateway.cache_client import CacheClient
 from tests.cache.fake_apiserver import fake_apiserver, fake_kubeconfig, fake_pod
 from tests.cache.kube_support import cache_stub, eventually, get_pod, kube_instance, running_cache, stats
@@ -100,16 +101,16 @@ def test_watch_closed_at_once_without_events_backs_off_instead_of_spinning(tmp_p
         state.watch_hold_seconds = 0.0
         holder = ApiClientHolder(ApiCredentials("kubeconfig", str(fake_kubeconfig(tmp_path / "k", url))))
         store: ObjectStore[CachedPod] = ObjectStore(POD)
-        timing = InformerTiming(backoff_base=0.2, backoff_cap=1.0)
-        informer: Informer[CachedPod] = Informer(pod_calls(NODE), store, lambda: holder.client, timing)
-        informer.start()
+        timing = WatchTiming(backoff_base=0.2, backoff_cap=1.0)
+        watcher: ListWatch = informer(pod_calls(NODE), store, lambda: holder.client, timing)
+        watcher.start()
         try:
             eventually(lambda: store.synced, what="initial list")
             time.sleep(2.0)
             with state.lock:
                 watches = state.watches
         finally:
-            informer.stop()
+            watcher.stop()
         # Backoff 0.1-0.2 s, then 0.2-0.4 s, ... capped at 1 s: a handful in 2 s, not hundreds.
         assert 1 <= watches <= 10, watches
         assert store.stats().watch_restarts >= 1

@@ -14,6 +14,7 @@ import pytest
 from services.api import cache_pb2, cache_pb2_grpc
 from services.cache.objects import NETWORK_STATUS_ANNOTATION, file_pod_uid
 from services.common import cni
+from services.common.errors import NetworkNotFound, PodNotFound
 from services.gateway.cache_client import CacheClient
 from tests.support.services import Instance, running_services
 
@@ -181,15 +182,15 @@ async def test_gateway_client_maps_not_found_to_cni_codes(instance: Instance, tm
         try:
             pod = await client.get_pod("default", "web", wait_ms=100, timeout=5)
             assert pod.name == "web"
-            with pytest.raises(cni.CniError) as err:
+            with pytest.raises(PodNotFound) as gone:
                 await client.get_pod("default", "ghost", wait_ms=100, timeout=5)
-            assert err.value.code == cni.TRY_AGAIN_LATER
+            assert gone.value.code == cni.TRY_AGAIN_LATER
             with pytest.raises(cni.CniError) as err:
                 await client.get_network_attachment_definition("kube-system", "ghost-net", wait_ms=100, timeout=5)
             assert err.value.code == cni.INVALID_CONFIG
-            assert "kube-system/ghost-net" in err.value.msg
-            resp = await client.update_network_status("default", "web", "", "[]", timeout=5)
-            assert resp.delivered
+            assert isinstance(err.value, NetworkNotFound)
+            assert "(ghost-net) in namespace (kube-system)" in err.value.msg
+            assert await client.update_network_status("default", "web", "", "[]", timeout=5)
             await client.emit_pod_event("default", "web", "", "Warning", "NoNetworkFound", "no net", timeout=5)
         finally:
             await client.close()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.cache.kube_client import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, build_api_client
-from services.cache.kube_http import get_json
+from services.cache.kube_client import build_api_client
 from services.common.credentials import ApiCredentials
+from services.common.kube_api import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, get_json
 
 pytestmark = pytest.mark.kube
 

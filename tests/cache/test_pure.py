@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.cache.backoff import backoff_delay
 from services.cache.file_source import parse_cluster_file
-from services.cache.informer import iter_lines
 from services.cache.objects import (
     NETWORK_STATUS_ANNOTATION,
     CachedPod,
@@ -25,6 +23,8 @@ from services.cache.objects import (
     uid_mismatch,
 )
 from services.cache.store import ObjectStore
+from services.common.backoff import backoff_delay
+from services.common.kube_api import iter_lines
 
 FULL_POD: dict[str, Any] = {
     "metadata": {
@@ -135,7 +135,7 @@ def test_set_network_status(
 def test_backoff_is_jittered_bounded_and_never_zero(attempt: int) -> None:
     rng = random.Random(attempt)
     ceiling = min(30.0, 0.2 * 2 ** (attempt - 1))
-    delays = [backoff_delay(attempt, 0.2, 30.0, rng) for _ in range(50)]
+    delays = [backoff_delay(attempt, 0.2, 30.0, rng.random()) for _ in range(50)]
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(set(delays)) > 1
 

@@ -16,14 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.kube_identity import (  # noqa: F401  (re-exported for the certs tests)
-    API_SERVER,
-    KUBE_ROOT,
-    PKI,
-    b64,
-    sign_client_certificate,
-    write_client_kubeconfig,
-)
+from tests.support.kube_identity import API_SERVER, sign_client_certificate, write_client_kubeconfig
 
 # The kubernetes package is only partly typed.
 k8s: Any = kubernetes.client

@@ -27,9 +27,9 @@ from tests.certs.support import (
     node_csrs,
     unique,
     wait_for,
-    write_client_kubeconfig,
 )
 from tests.certs.test_kube_node_certificate import credential, status
+from tests.support.kube_identity import write_client_kubeconfig
 from tests.support.services import REPO, Instance, start_service
 
 pytestmark = pytest.mark.kube

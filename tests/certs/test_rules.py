@@ -44,14 +44,14 @@ def test_rotation_deadline(case: str, issued: float, not_after: float, jitter: f
 @pytest.mark.parametrize(
     ("case", "attempt", "jitter", "now", "not_after", "expected"),
     [
-        ("first retry, no jitter offset", 0, 0.5, T, 0.0, 1.0),
-        ("doubles", 3, 0.5, T, 0.0, 8.0),
-        ("jitter low halves", 3, 0.0, T, 0.0, 4.0),
-        ("jitter high adds half", 3, 1.0, T, 0.0, 12.0),
-        ("capped", 20, 0.5, T, 0.0, schedule.BACKOFF_CAP),
+        ("first retry, full jitter", 0, 1.0, T, 0.0, 2.0),
+        ("doubles", 3, 1.0, T, 0.0, 16.0),
+        ("jitter low halves", 3, 0.0, T, 0.0, 8.0),
+        ("jitter in between", 3, 0.5, T, 0.0, 12.0),
+        ("capped", 20, 1.0, T, 0.0, schedule.BACKOFF_CAP),
         ("never past a quarter of the remaining life", 10, 0.5, T, T + 40, 10.0),
         ("never below the minimum", 10, 0.5, T, T + 1, schedule.BACKOFF_MIN),
-        ("expired credential: plain backoff", 2, 0.5, T, T - 100, 4.0),
+        ("expired credential: plain backoff", 2, 1.0, T, T - 100, 8.0),
     ],
 )
 def test_retry_delay(case: str, attempt: int, jitter: float, now: float, not_after: float, expected: float) -> None:

@@ -23,8 +23,6 @@ import pytest
 from services.api import certs_pb2, certs_pb2_grpc
 from services.certs.ledger import NODE_CERTIFICATE
 from tests.certs.support import (
-    KUBE_ROOT,
-    PKI,
     admin_client,
     csrs_deleted,
     namespace_with_service_account,
@@ -33,7 +31,7 @@ from tests.certs.support import (
 )
 from tests.certs.test_kube_node_certificate import approver, credential, status
 from tests.conftest import ShippedIdentity
-from tests.support.kube_identity import shipped_namespaced_rbac
+from tests.support.kube_identity import KUBE_ROOT, PKI, shipped_namespaced_rbac
 from tests.support.services import Instance, start_service, wait_serving
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]

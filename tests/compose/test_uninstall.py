@@ -178,8 +178,9 @@ def test_command_refuses_while_the_node_pod_answers(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(root / "run/multus/multus.sock"))
         server.listen()
+        argv = ["--config", str(config), "--host-root", str(root), "--wait", "1"]
         result = subprocess.run(
-            [sys.executable, "-m", "compose.uninstall", "--config", str(config), "--host-root", str(root), "--wait", "1"],
+            [sys.executable, "-m", "compose.uninstall", *argv],
             cwd=REPO,
             capture_output=True,
             text=True,

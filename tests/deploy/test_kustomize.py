@@ -58,7 +58,9 @@ def test_documented_install_succeeds_once_on_an_empty_cluster(tmp_path: Path, ku
         again = kubectl("apply", "-k", str(overlay), kubeconfig=kube_api)
         assert "created" not in again  # idempotent
     finally:
-        kubectl("delete", "-k", str(overlay), "--wait=false", "--ignore-not-found", kubeconfig=kube_api, check=False)
+        # as docs/deployment.md says: everything but the CRD (deleting it would delete every NAD)
+        keep_crd = "app.kubernetes.io/component!=crd"
+        kubectl("delete", "-k", str(overlay), "-l", keep_crd, "--wait=false", "--ignore-not-found", kubeconfig=kube_api)
         deadline = time.monotonic() + 90
         while NAMESPACE in kubectl("get", "namespaces", "-o", "name", kubeconfig=kube_api, check=False):
             assert time.monotonic() < deadline, "namespace multus-system not deleted"

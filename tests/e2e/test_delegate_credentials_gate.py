@@ -52,7 +52,8 @@ def node_services(
         (Path(instance.config["cniConfigDir"]) / "10-net.conflist").write_text(
             json.dumps({"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge", "bridge": "gate0"}]})
         )
-        instance.config.update(multusNamespace=namespace, delegateServiceAccount="multus-delegate")
+        # the cluster is the API server (no clusterDir): a delegate token is expected
+        instance.config.update(clusterDir="", multusNamespace=namespace, delegateServiceAccount="multus-delegate")
         yield instance, namespace, api
 
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from services.api import executor_pb2, executor_pb2_grpc
-from services.executor.guard import CALLER_METADATA_KEY, GATEWAY_CALLER
+from services.common.callers import CALLER_METADATA_KEY, GATEWAY_CALLER
 from tests.support.plugins import make_bin_dir
 from tests.support.procs import processes
 from tests.support.services import Instance, ServiceProcess, make_instance, start_service, wait_serving

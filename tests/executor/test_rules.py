@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from services.common import cni
+from services.common.validation import netns_path_problem
 from services.executor.guard import caller_from_metadata, check_delete_allowed, check_exec_allowed
 from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
 from services.executor.rejection import Reason, Rejected
 from services.executor.validation import (
-    netns_path_allowed,
     validate_command,
     validate_extra_env,
     validate_ifname,
@@ -75,7 +75,7 @@ def test_plugin_names(name: str, ok: bool) -> None:
     ],
 )
 def test_netns_path_shapes(path: str, ok: bool) -> None:
-    assert netns_path_allowed(path, PREFIXES) is ok
+    assert (netns_path_problem(path, PREFIXES) == "") is ok
 
 
 @pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION"])

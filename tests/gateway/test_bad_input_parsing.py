@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from services.common import cni
+from services.common.validation import ifname_problem
 from services.gateway.delegate import load_delegate
 from services.gateway.netconf import load_netconf
 from services.gateway.records import validate_container_id
-from services.gateway.request import ifname_problem
 from services.gateway.resolver import config_from_spec
 from services.gateway.selection import parse_networks_annotation
 
@@ -41,7 +41,7 @@ def test_deeply_nested_nad_config_is_passed_on_for_load_delegate_to_report() -> 
     assert config_from_spec(DEEP, "nad") == DEEP.encode()
 
 
-@pytest.mark.parametrize("container_id", ["abc\n", "ab\nc", "../x", "", "-a"])
+@pytest.mark.parametrize("container_id", ["abc\n", "ab\nc", "../x", "", "-a", "a" * 256])
 def test_container_id_must_match_entirely(container_id: str) -> None:
     with pytest.raises(cni.CniError):
         validate_container_id(container_id)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from services.common import cni
-from services.gateway.credentials_gate import wait_for_delegate_credentials
+from services.common.config import config_from_dict
+from services.gateway.credentials_gate import delegate_credentials_expected, wait_for_delegate_credentials
 
 DOWN = cni.CniError(cni.TRY_AGAIN_LATER, "certs unavailable")
 
@@ -42,3 +43,16 @@ async def test_gate(case: str, answers: Sequence[str | cni.CniError], bound: int
 
     result = await wait_for_delegate_credentials(state, float(bound), poll=0, clock=lambda: now[0])
     assert (result, calls[0]) == (outcome, polls)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({}, True),
+        ({"delegateServiceAccount": ""}, False),
+        ({"clusterDir": "/srv/cluster"}, False),
+        ({"delegateServiceAccount": "sa", "clusterDir": ""}, True),
+    ],
+)
+def test_when_a_delegate_token_is_expected(raw: dict[str, str], expected: bool) -> None:
+    assert delegate_credentials_expected(config_from_dict(raw)) is expected

@@ -23,6 +23,7 @@ from services.gateway.device_info import (
     parse_device_info,
     with_device_info_file,
 )
+from services.gateway.ports import PodView
 from tests.gateway.podresources_server import pod_resources
 
 SRIOV = "intel.com/sriov_netdevice"
@@ -233,11 +234,8 @@ class CountingSource:
         return self.table
 
 
-@dataclass
-class PodRef:
-    namespace: str = "default"
-    name: str = "web"
-    uid: str = "u1"
+def PodRef(name: str = "web") -> PodView:
+    return PodView("default", name, "u1")
 
 
 async def test_pod_devices_asks_once_and_hands_out_in_order() -> None:

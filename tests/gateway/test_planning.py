@@ -103,6 +103,10 @@ def test_encode_round_trips() -> None:
         ("no netns on ADD", {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_ARGS": ARGS}, cni.INVALID_ENV),
         ("no pod", {**ENV, "CNI_ARGS": "IgnoreUnknown=1"}, cni.INVALID_ENV),
         ("no pod name", {**ENV, "CNI_ARGS": "K8S_POD_NAMESPACE=a"}, cni.INVALID_ENV),
+        # names become API paths in the cache: web/status would read another resource
+        ("pod name with a slash", {**ENV, "CNI_ARGS": "K8S_POD_NAMESPACE=a;K8S_POD_NAME=web/status"}, cni.INVALID_ENV),
+        ("namespace with a slash", {**ENV, "CNI_ARGS": "K8S_POD_NAMESPACE=a/pods;K8S_POD_NAME=web"}, cni.INVALID_ENV),
+        ("upper-case pod name", {**ENV, "CNI_ARGS": "K8S_POD_NAMESPACE=a;K8S_POD_NAME=Web"}, cni.INVALID_ENV),
     ],
 )
 def test_validate_call_rejects(case: str, env: dict[str, str], code: int) -> None:
@@ -179,6 +183,10 @@ def test_parse_json_selection_fields() -> None:
         ("two slashes", "a/b/c"),
         ("two ats", "a@b@c"),
         ("long ifname", "a@abcdefghijklmnop"),
+        # 8 characters but 16 bytes: the kernel counts bytes (was refused only by the executor)
+        ("ifname too long in bytes (text)", "net@\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"),
+        ("ifname too long in bytes (JSON)", '[{"name": "a", "interface": "' + "\u00e9" * 8 + '"}]'),
+        ("ifname with a NUL", '[{"name": "a", "interface": "a\\u0000b"}]'),
         ("bad json", "[{"),
         ("json without name", '[{"namespace": "a"}]'),
         ("bad mac", '[{"name": "a", "mac": "zz"}]'),
@@ -260,7 +268,7 @@ def test_load_delegate_injects_cni_args_and_device_id() -> None:
     el = NetworkSelectionElement(name="nad", namespace="ns", cni_args={"b": 2})
     d = with_cni_version(load_delegate(conflist, el, device_id="0000:01:00.1", resource_name="r"), "1.0.0")
     assert d.name == "ns/nad"
-    assert d.is_conflist and d.cni_version == "1.0.0"
+    assert "plugins" in d.config and d.cni_version == "1.0.0"
     assert d.config["plugins"][0]["args"]["cni"] == {"a": 1, "b": 2}
     assert d.config["plugins"][1]["deviceID"] == "0000:01:00.1"
     with pytest.raises(cni.CniError):

@@ -127,7 +127,7 @@ class ApiRecorder:
             extra = []
             user = "bearer" if request.headers.get("Authorization") else "anonymous"
         body = await request.read()
-        assert self._session is not None
+        assert self._session is not None and context is not None
         out_headers: Any = list(headers.items()) + extra
         url = self.upstream + request.rel_url.raw_path_qs
         status = 502

@@ -188,7 +188,7 @@ def service_account_token(api: Any, service_account: str, cluster_role: str) -> 
 
 
 def delete_service_account_identity(admin_kubeconfig: Path, namespace: str) -> None:
-    api = kubernetes.config.new_client_from_config(config_file=str(admin_kubeconfig))
+    api = kubernetes.config.new_client_from_config(config_file=str(admin_kubeconfig))  # type: ignore[no-untyped-call]
     try:
         _ignore(404, lambda: k8s.RbacAuthorizationV1Api(api).delete_cluster_role_binding(namespace))
         _ignore(404, lambda: k8s.CoreV1Api(api).delete_namespace(namespace))

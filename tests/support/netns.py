@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 
 def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
@@ -45,8 +47,15 @@ class Netns:
         return list(json.loads(ip(family, "-j", "route", "show", netns=self.name).stdout or "[]"))
 
 
+def require_root() -> None:
+    """Namespaces and links need root: without it the test is skipped, saying why."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces and links")
+
+
 @contextmanager
 def netns(prefix: str = "mt") -> Iterator[Netns]:
+    require_root()
     ns = Netns(unique_name(prefix))
     ip("netns", "add", ns.name)
     try:
@@ -59,6 +68,7 @@ def netns(prefix: str = "mt") -> Iterator[Netns]:
 @contextmanager
 def veth_pair(prefix: str = "mv") -> Iterator[tuple[str, str]]:
     """A host veth pair whose first end serves as a macvlan parent / bridge port."""
+    require_root()
     a, b = unique_name(prefix), unique_name(prefix)
     ip("link", "add", a, "type", "veth", "peer", "name", b)
     try:
