@@ -26,10 +26,10 @@ from services.gateway.executor_routes import ExecutorRouteEditor
 from services.gateway.executor_runner import ExecutorRunner
 from services.gateway.http_api import Readiness, build_app, start_unix_site
 from services.gateway.invoke import NetworkInvoker
+from services.gateway.operator_api import build_operator_servicer
 from services.gateway.podresources import PodResourcesClient
 from services.gateway.records import RecordStore
 from services.gateway.resolver import NetworkResolver
-from services.gateway.servicer import GatewayServicer
 from services.gateway.spool import replay_spool, spool_dir
 
 log = get_logger(__name__)
@@ -56,9 +56,20 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     )
     dispatcher = Dispatcher(service)
     readiness = Readiness()
+    config_manager = ConfigManager(config)
+    servicer = build_operator_servicer(
+        config,
+        dispatcher,
+        service,
+        cluster=cache,
+        resolver=resolver,
+        readiness=readiness,
+        executor=executor,
+        config_manager=config_manager,
+    )
 
     def register(server: grpc.aio.Server) -> Iterable[str]:
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(dispatcher, service), server)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server)
         return (gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,)
 
     grpc_service = await start_configured_service("gateway", config, register)
@@ -66,7 +77,6 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         start_metrics_server(config.metrics_port)
     http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
     # Ready = spool replayed and the node's Multus CNI config in place (config manager).
-    config_manager = ConfigManager(config)
     spool_replayed = False
 
     async def publish_readiness(_state: object = None) -> None:
