@@ -69,7 +69,7 @@ class ListAttachmentsRequest(_message.Message):
     def __init__(self, container_id: _Optional[str] = ..., pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ...) -> None: ...
 
 class Attachment(_message.Message):
-    __slots__ = ("container_id", "ifname", "netns", "pod_namespace", "pod_name", "pod_uid", "network_name", "plugin_type", "result_json", "created_unix")
+    __slots__ = ("container_id", "ifname", "netns", "pod_namespace", "pod_name", "pod_uid", "network_name", "plugin_type", "result_json", "created_unix", "state", "default", "hotplug")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     IFNAME_FIELD_NUMBER: _ClassVar[int]
     NETNS_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,9 @@ class Attachment(_message.Message):
     PLUGIN_TYPE_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    HOTPLUG_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     ifname: str
     netns: str
@@ -90,7 +93,10 @@ class Attachment(_message.Message):
     plugin_type: str
     result_json: str
     created_unix: int
-    def __init__(self, container_id: _Optional[str] = ..., ifname: _Optional[str] = ..., netns: _Optional[str] = ..., pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., pod_uid: _Optional[str] = ..., network_name: _Optional[str] = ..., plugin_type: _Optional[str] = ..., result_json: _Optional[str] = ..., created_unix: _Optional[int] = ...) -> None: ...
+    state: str
+    default: bool
+    hotplug: bool
+    def __init__(self, container_id: _Optional[str] = ..., ifname: _Optional[str] = ..., netns: _Optional[str] = ..., pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., pod_uid: _Optional[str] = ..., network_name: _Optional[str] = ..., plugin_type: _Optional[str] = ..., result_json: _Optional[str] = ..., created_unix: _Optional[int] = ..., state: _Optional[str] = ..., default: _Optional[bool] = ..., hotplug: _Optional[bool] = ...) -> None: ...
 
 class ListAttachmentsResponse(_message.Message):
     __slots__ = ("attachments",)
