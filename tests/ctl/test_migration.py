@@ -57,18 +57,13 @@ def _ip_files(ipam: Path) -> list[Path]:
 def test_a_pod_attached_by_upstream_is_listed_and_deleted_cleanly(tmp_path: Path) -> None:
     ipam = tmp_path / "ipam"
     bridge = unique_name("mb")[:12]
-    cluster = {
-        "cniVersion": "1.0.0",
-        "name": "mig-cluster",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": True,
-                "ipam": {"type": "host-local", "subnet": "10.51.0.0/24", "dataDir": str(ipam)},
-            }
-        ],
+    bridge_plugin: dict[str, Any] = {
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": True,
+        "ipam": {"type": "host-local", "subnet": "10.51.0.0/24", "dataDir": str(ipam)},
     }
+    cluster = {"cniVersion": "1.0.0", "name": "mig-cluster", "plugins": [bridge_plugin]}
     inst = make_instance(tmp_path, clusterNetwork="10-mig.conflist")
     (Path(inst.config["cniConfigDir"]) / "10-mig.conflist").write_text(json.dumps(cluster))
     cni_dir = Path(inst.config["cniDir"])
@@ -84,7 +79,7 @@ def test_a_pod_attached_by_upstream_is_listed_and_deleted_cleanly(tmp_path: Path
                 "ipam": {"type": "host-local", "subnet": "10.52.0.0/24", "dataDir": str(ipam)},
             }
             # What upstream's daemon did at ADD: the plugins, then its scratch cache.
-            bridge_conf = {**cluster["plugins"][0], "name": "mig-cluster", "cniVersion": "1.0.0"}  # type: ignore[index]
+            bridge_conf = {**bridge_plugin, "name": "mig-cluster", "cniVersion": "1.0.0"}
             cluster_result = _run_plugin(bridge_conf, "ADD", ns, cid, "eth0")
             secondary_result = _run_plugin(secondary, "ADD", ns, cid, "net1")
             assert {"eth0", "net1"} <= set(ns.links()) and len(_ip_files(ipam)) == 2
@@ -93,7 +88,7 @@ def test_a_pod_attached_by_upstream_is_listed_and_deleted_cleanly(tmp_path: Path
                     "scratch.json",
                     cluster_version="1.0.0",
                     cluster_name="mig-cluster",
-                    cluster_plugins=json.dumps(cluster["plugins"]),
+                    cluster_plugins=json.dumps([bridge_plugin]),
                     cluster_bytes=_b64(cluster),
                     secondary_version="1.0.0",
                     secondary_name="mig-macvlan",
