@@ -50,7 +50,7 @@ def exported_metrics() -> dict[str, Exported]:
         for value in vars(module).values():
             if isinstance(value, MetricWrapperBase):
                 name = value._name + ("_total" if value._type == "counter" else "")
-                found[name] = Exported(name, value._type, tuple(value._labelnames), value._documentation)
+                found[name] = Exported(name, str(value._type), tuple(value._labelnames), value._documentation)
     for collector in _collectors():
         for family in collector.describe():  # type: ignore[attr-defined]
             found[family.name] = Exported(
