@@ -206,7 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
         parser.error(f"unknown services: {', '.join(unknown)}")
-    setup_logging("supervisor", config.log_level, config.service_log_file("supervisor"), config.log_options)
+    setup_logging(
+        "supervisor",
+        config.log_level,
+        config.service_log_file("supervisor"),
+        config.log_options,
+        to_stderr=config.log_to_stderr,
+    )
     return asyncio.run(
         supervise(config, services, passthrough_flags(args), args.log_dir, args.start_timeout, args.grace)
     )

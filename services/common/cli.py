@@ -58,7 +58,7 @@ def run_service(
         print(f"multus-{service}: {exc}", file=sys.stderr)
         return 2
     log_file = config.service_log_file(service)
-    setup_logging(service, config.log_level, log_file, config.log_options)
+    setup_logging(service, config.log_level, log_file, config.log_options, to_stderr=config.log_to_stderr)
     record_process(service, config_path=args.config, log_file=log_file)
     try:
         asyncio.run(serve(config, args))

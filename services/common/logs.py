@@ -56,17 +56,26 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
 
 
 def setup_logging(
-    service: str, level: str = "info", log_file: str = "", log_options: Mapping[str, Any] | None = None
+    service: str,
+    level: str = "info",
+    log_file: str = "",
+    log_options: Mapping[str, Any] | None = None,
+    *,
+    to_stderr: bool = True,
 ) -> None:
     """Configure structlog for this process. `log_options` follows upstream's
-    logOptions (maxSize MiB, maxBackups) for the optional log file."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    logOptions (maxSize MiB, maxBackups) for the optional log file; without
+    `to_stderr` (upstream's logToStderr) a process that has a log file logs
+    only there, one without still logs to stderr."""
+    handlers: list[logging.Handler] = []
     file_error = ""
     if log_file:
         try:
             handlers.append(_rotating_file(log_file, log_options or {}))
         except OSError as exc:  # as upstream: a log file that cannot be opened leaves stderr
             file_error = f"{exc.strerror or exc}"
+    if to_stderr or not handlers:
+        handlers.insert(0, logging.StreamHandler(sys.stderr))
     root = logging.getLogger()
     root.handlers[:] = handlers
     for handler in handlers:
