@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY
-
 from services.api import cni_pb2, gateway_pb2
 from services.common.config import DaemonConfig
+from services.common.metrics import register_collector
 from services.gateway.cni_service import CniService
 from services.gateway.config_manager import ConfigManager
 from services.gateway.device_info import DeviceInfoFiles
@@ -157,6 +156,6 @@ def build_operator_servicer(
         executors=lambda: (len(executor.sockets), executor.ready_executors()),
     )
     spool = spool_dir(config.socket_dir)
-    REGISTRY.register(SpoolCollector(spool))
+    register_collector("del-spool", SpoolCollector(spool))
     status = GatewayStatusSource(probes, RecordStore(config.records_dir), spool, config.daemon_socket_path)
     return OperatorGatewayServicer(dispatcher, service, planner, status)

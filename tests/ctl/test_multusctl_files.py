@@ -7,9 +7,11 @@ one-line error naming the socket when a service is down."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ import yaml
 from services.common.service_info import package_version
 from tests.ctl.support import multusctl, one_line_error
 from tests.gateway.conftest import GatewayNode, new_container_id
+from tests.support.metrics import exported_metrics
 from tests.support.netns import Netns, ip, netns, unique_name
 from tests.support.plugins import recorded_calls
 from tests.support.services import make_instance, start_service, wait_serving
@@ -329,3 +332,22 @@ def test_the_console_script_is_installed() -> None:
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0
     assert "exit codes:" in done.stdout and "3  a service is not reachable on its socket" in done.stdout
+
+
+def test_every_catalogued_metric_is_served(ctl_node: GatewayNode) -> None:
+    """What docs/metrics.md, the alerts and the dashboard name is what the running services serve."""
+    scraped = ""
+    for service, ports in ctl_node.instance.config["servicePorts"].items():
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['metricsPort']}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        scraped += text
+        if service == "cache":
+            assert 'multus_cache_synced{kind="Pod"} 1.0' in text
+            assert 'multus_cache_last_sync_timestamp_seconds{kind="Pod"}' in text
+        if service == "gateway":
+            assert "multus_gateway_del_spool_pending 0.0" in text
+        if service == "executor":
+            assert "multus_executor_max_concurrency 16.0" in text
+    families = set(re.findall(r"^# TYPE (\S+) ", scraped, re.M))
+    for name, metric in exported_metrics().items():
+        assert name in families or name.removesuffix("_total") in families, (name, metric.type)
