@@ -126,6 +126,18 @@ def passthrough_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def stderr_file(config: DaemonConfig, log_dir: Path | None, service: str) -> Path | None:
+    """Where a service's stderr goes: <log-dir>/<service>.log, unless the daemon
+    config's logDir is that directory, where the service itself writes (and
+    rotates) <service>.log: then stderr (crash tracebacks) goes to <service>.stderr.log,
+    so one file never has two writers."""
+    if log_dir is None:
+        return None
+    if config.log_dir and os.path.realpath(config.log_dir) == os.path.realpath(log_dir):
+        return log_dir / f"{service}.stderr.log"
+    return log_dir / f"{service}.log"
+
+
 async def supervise(
     config: DaemonConfig,
     services: Sequence[str],
@@ -141,7 +153,7 @@ async def supervise(
             name,
             service_argv(name, passthrough),
             config.grpc_socket(name),
-            log_file=(log_dir / f"{name}.log") if log_dir else None,
+            log_file=stderr_file(config, log_dir, name),
         )
         for name in START_ORDER
         if name in services
@@ -194,7 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
         parser.error(f"unknown services: {', '.join(unknown)}")
-    setup_logging("supervisor", config.log_level)
+    setup_logging(
+        "supervisor",
+        config.log_level,
+        config.service_log_file("supervisor"),
+        config.log_options,
+        to_stderr=config.log_to_stderr,
+    )
     return asyncio.run(
         supervise(config, services, passthrough_flags(args), args.log_dir, args.start_timeout, args.grace)
     )

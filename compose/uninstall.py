@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.common.config import DEFAULT_CONFIG_PATH, ConfigError, DaemonConfig, load_config
+from services.common.config import DEFAULT_CONFIG_PATH, SERVICES, ConfigError, DaemonConfig, load_config
 from services.common.rootfs import resolve_in_root
 from services.gateway import config_manager
 from shim.install import INSTALLED_NAME
@@ -95,9 +95,10 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         Step("files", records, "attachment records", ("*",)),
         Step("files", device_files, "device-info files written per attachment", ("*",)),
     ]
-    if config.log_file:
-        log_dir, log_name = os.path.split(config.log_file)
-        steps.append(Step("files", log_dir, "the log file and its rotated copies", (log_name, f"{log_name}.*")))
+    log_files = {config.service_log_file(s) for s in (*SERVICES, "supervisor")} - {""}
+    for log_file in sorted(log_files):
+        log_dir, log_name = os.path.split(log_file)
+        steps.append(Step("files", log_dir, "a service's log and its rotated copies", (log_name, f"{log_name}.*")))
     for directory, why in (
         (delegate_dir, "multus.d"),
         (cert_dir, "certDir"),
@@ -110,6 +111,7 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         (device_files, "device-info cni/"),
         (config.device_info_dir, "deviceInfoDir"),
         (config.conf_dir, "confDir (configs for NADs without spec.config; kept when not empty)"),
+        *(((config.log_dir, "logDir"),) if config.log_dir else ()),
         *((path, "kubelet credential mount (per-node certificates)") for path in KUBELET_CREDENTIAL_MOUNTS),
     ):
         steps.append(Step("prune", directory, f"{why}, if empty"))

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(containernetworking-plugins iproute2 coreutils procps python3 python3-venv)
+# prometheus: promtool, which checks and unit-tests compose/prometheus/alerts.yaml
+apt_packages=(containernetworking-plugins iproute2 coreutils procps python3 python3-venv prometheus)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -124,3 +124,27 @@ class SetDefaultRoutesResponse(_message.Message):
     removed: _containers.RepeatedCompositeFieldContainer[Route]
     added: _containers.RepeatedCompositeFieldContainer[Route]
     def __init__(self, removed: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., added: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExecutorStats(_message.Message):
+    __slots__ = ("in_flight", "queued", "max_concurrency", "timeout_seconds", "bin_dirs", "chroot_dir", "operator_exec_allowed", "problems")
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BIN_DIRS_FIELD_NUMBER: _ClassVar[int]
+    CHROOT_DIR_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_EXEC_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    in_flight: int
+    queued: int
+    max_concurrency: int
+    timeout_seconds: float
+    bin_dirs: _containers.RepeatedScalarFieldContainer[str]
+    chroot_dir: str
+    operator_exec_allowed: bool
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., bin_dirs: _Optional[_Iterable[str]] = ..., chroot_dir: _Optional[str] = ..., operator_exec_allowed: _Optional[bool] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -55,6 +55,11 @@ class ExecutorStub:
                 request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesRequest.SerializeToString,
                 response_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/multus.executor.v1.Executor/GetStats',
+                request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecutorStats.FromString,
+                _registered_method=True)
 
 
 class ExecutorServicer:
@@ -98,6 +103,14 @@ class ExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Read-only: the runner's load and settings. Allowed to any caller that can
+        open the socket (no operator guard), like ListInterfaces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +133,11 @@ def add_ExecutorServicer_to_server(servicer, server):
                     servicer.SetDefaultRoutes,
                     request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesRequest.FromString,
                     response_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.GetStatsRequest.FromString,
+                    response_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecutorStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +248,33 @@ class Executor:
             '/multus.executor.v1.Executor/SetDefaultRoutes',
             multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesRequest.SerializeToString,
             multus_dot_executor_dot_v1_dot_executor__pb2.SetDefaultRoutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multus.executor.v1.Executor/GetStats',
+            multus_dot_executor_dot_v1_dot_executor__pb2.GetStatsRequest.SerializeToString,
+            multus_dot_executor_dot_v1_dot_executor__pb2.ExecutorStats.FromString,
             options,
             channel_credentials,
             insecure,

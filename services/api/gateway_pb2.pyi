@@ -69,7 +69,7 @@ class ListAttachmentsRequest(_message.Message):
     def __init__(self, container_id: _Optional[str] = ..., pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ...) -> None: ...
 
 class Attachment(_message.Message):
-    __slots__ = ("container_id", "ifname", "netns", "pod_namespace", "pod_name", "pod_uid", "network_name", "plugin_type", "result_json", "created_unix")
+    __slots__ = ("container_id", "ifname", "netns", "pod_namespace", "pod_name", "pod_uid", "network_name", "plugin_type", "result_json", "created_unix", "state", "default", "hotplug")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     IFNAME_FIELD_NUMBER: _ClassVar[int]
     NETNS_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,9 @@ class Attachment(_message.Message):
     PLUGIN_TYPE_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    HOTPLUG_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     ifname: str
     netns: str
@@ -90,10 +93,165 @@ class Attachment(_message.Message):
     plugin_type: str
     result_json: str
     created_unix: int
-    def __init__(self, container_id: _Optional[str] = ..., ifname: _Optional[str] = ..., netns: _Optional[str] = ..., pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., pod_uid: _Optional[str] = ..., network_name: _Optional[str] = ..., plugin_type: _Optional[str] = ..., result_json: _Optional[str] = ..., created_unix: _Optional[int] = ...) -> None: ...
+    state: str
+    default: bool
+    hotplug: bool
+    def __init__(self, container_id: _Optional[str] = ..., ifname: _Optional[str] = ..., netns: _Optional[str] = ..., pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., pod_uid: _Optional[str] = ..., network_name: _Optional[str] = ..., plugin_type: _Optional[str] = ..., result_json: _Optional[str] = ..., created_unix: _Optional[int] = ..., state: _Optional[str] = ..., default: _Optional[bool] = ..., hotplug: _Optional[bool] = ...) -> None: ...
 
 class ListAttachmentsResponse(_message.Message):
     __slots__ = ("attachments",)
     ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
     attachments: _containers.RepeatedCompositeFieldContainer[Attachment]
     def __init__(self, attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ...) -> None: ...
+
+class PlanRequest(_message.Message):
+    __slots__ = ("pod_namespace", "pod_name", "networks_annotation", "default_network_annotation", "ifname", "container_id", "config")
+    POD_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_NAME_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_ANNOTATION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_NETWORK_ANNOTATION_FIELD_NUMBER: _ClassVar[int]
+    IFNAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    pod_namespace: str
+    pod_name: str
+    networks_annotation: str
+    default_network_annotation: str
+    ifname: str
+    container_id: str
+    config: bytes
+    def __init__(self, pod_namespace: _Optional[str] = ..., pod_name: _Optional[str] = ..., networks_annotation: _Optional[str] = ..., default_network_annotation: _Optional[str] = ..., ifname: _Optional[str] = ..., container_id: _Optional[str] = ..., config: _Optional[bytes] = ...) -> None: ...
+
+class PlannedPlugin(_message.Message):
+    __slots__ = ("type", "stdin_json", "gets_prev_result")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STDIN_JSON_FIELD_NUMBER: _ClassVar[int]
+    GETS_PREV_RESULT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    stdin_json: str
+    gets_prev_result: bool
+    def __init__(self, type: _Optional[str] = ..., stdin_json: _Optional[str] = ..., gets_prev_result: _Optional[bool] = ...) -> None: ...
+
+class PlannedDelegate(_message.Message):
+    __slots__ = ("index", "ifname", "network_name", "default", "source", "reason", "selection_json", "config_json", "plugins", "cni_args", "capability_args_json", "default_gateways", "drop_default_v4", "drop_default_v6", "resource_name", "device_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    IFNAME_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    CNI_ARGS_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    DROP_DEFAULT_V4_FIELD_NUMBER: _ClassVar[int]
+    DROP_DEFAULT_V6_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    ifname: str
+    network_name: str
+    default: bool
+    source: str
+    reason: str
+    selection_json: str
+    config_json: str
+    plugins: _containers.RepeatedCompositeFieldContainer[PlannedPlugin]
+    cni_args: str
+    capability_args_json: str
+    default_gateways: _containers.RepeatedScalarFieldContainer[str]
+    drop_default_v4: bool
+    drop_default_v6: bool
+    resource_name: str
+    device_id: str
+    def __init__(self, index: _Optional[int] = ..., ifname: _Optional[str] = ..., network_name: _Optional[str] = ..., default: _Optional[bool] = ..., source: _Optional[str] = ..., reason: _Optional[str] = ..., selection_json: _Optional[str] = ..., config_json: _Optional[str] = ..., plugins: _Optional[_Iterable[_Union[PlannedPlugin, _Mapping]]] = ..., cni_args: _Optional[str] = ..., capability_args_json: _Optional[str] = ..., default_gateways: _Optional[_Iterable[str]] = ..., drop_default_v4: _Optional[bool] = ..., drop_default_v6: _Optional[bool] = ..., resource_name: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+
+class PlanNamespaceRules(_message.Message):
+    __slots__ = ("namespace_isolation", "global_namespaces", "system_namespaces", "pod_in_system_namespace", "default_networks", "cluster_network", "multus_namespace")
+    NAMESPACE_ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    POD_IN_SYSTEM_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    MULTUS_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace_isolation: bool
+    global_namespaces: _containers.RepeatedScalarFieldContainer[str]
+    system_namespaces: _containers.RepeatedScalarFieldContainer[str]
+    pod_in_system_namespace: bool
+    default_networks: _containers.RepeatedScalarFieldContainer[str]
+    cluster_network: str
+    multus_namespace: str
+    def __init__(self, namespace_isolation: _Optional[bool] = ..., global_namespaces: _Optional[_Iterable[str]] = ..., system_namespaces: _Optional[_Iterable[str]] = ..., pod_in_system_namespace: _Optional[bool] = ..., default_networks: _Optional[_Iterable[str]] = ..., cluster_network: _Optional[str] = ..., multus_namespace: _Optional[str] = ...) -> None: ...
+
+class PlanResponse(_message.Message):
+    __slots__ = ("delegates", "error", "pod_uid", "networks_annotation", "networks_annotation_overridden", "default_network_annotation", "default_network_annotation_overridden", "rules", "multus_config_path", "writes_network_status", "notes")
+    DELEGATES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_ANNOTATION_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_ANNOTATION_OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_NETWORK_ANNOTATION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_NETWORK_ANNOTATION_OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    MULTUS_CONFIG_PATH_FIELD_NUMBER: _ClassVar[int]
+    WRITES_NETWORK_STATUS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    delegates: _containers.RepeatedCompositeFieldContainer[PlannedDelegate]
+    error: _cni_pb2.CniError
+    pod_uid: str
+    networks_annotation: str
+    networks_annotation_overridden: bool
+    default_network_annotation: str
+    default_network_annotation_overridden: bool
+    rules: PlanNamespaceRules
+    multus_config_path: str
+    writes_network_status: bool
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, delegates: _Optional[_Iterable[_Union[PlannedDelegate, _Mapping]]] = ..., error: _Optional[_Union[_cni_pb2.CniError, _Mapping]] = ..., pod_uid: _Optional[str] = ..., networks_annotation: _Optional[str] = ..., networks_annotation_overridden: _Optional[bool] = ..., default_network_annotation: _Optional[str] = ..., default_network_annotation_overridden: _Optional[bool] = ..., rules: _Optional[_Union[PlanNamespaceRules, _Mapping]] = ..., multus_config_path: _Optional[str] = ..., writes_network_status: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetGatewayStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MultusConfigState(_message.Message):
+    __slots__ = ("ready", "reason", "mode", "path", "primary")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    ready: bool
+    reason: str
+    mode: str
+    path: str
+    primary: str
+    def __init__(self, ready: _Optional[bool] = ..., reason: _Optional[str] = ..., mode: _Optional[str] = ..., path: _Optional[str] = ..., primary: _Optional[str] = ...) -> None: ...
+
+class GatewayStatus(_message.Message):
+    __slots__ = ("ready", "draining", "in_flight", "spooled_dels", "spool_dir", "multus_config", "attachments", "containers", "executors", "executors_ready", "http_socket")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    SPOOLED_DELS_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_DIR_FIELD_NUMBER: _ClassVar[int]
+    MULTUS_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_READY_FIELD_NUMBER: _ClassVar[int]
+    HTTP_SOCKET_FIELD_NUMBER: _ClassVar[int]
+    ready: bool
+    draining: bool
+    in_flight: int
+    spooled_dels: int
+    spool_dir: str
+    multus_config: MultusConfigState
+    attachments: int
+    containers: int
+    executors: int
+    executors_ready: int
+    http_socket: str
+    def __init__(self, ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., in_flight: _Optional[int] = ..., spooled_dels: _Optional[int] = ..., spool_dir: _Optional[str] = ..., multus_config: _Optional[_Union[MultusConfigState, _Mapping]] = ..., attachments: _Optional[int] = ..., containers: _Optional[int] = ..., executors: _Optional[int] = ..., executors_ready: _Optional[int] = ..., http_socket: _Optional[str] = ...) -> None: ...

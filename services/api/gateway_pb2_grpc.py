@@ -70,6 +70,16 @@ class GatewayStub:
                 request_serializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.ListAttachmentsRequest.SerializeToString,
                 response_deserializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.ListAttachmentsResponse.FromString,
                 _registered_method=True)
+        self.Plan = channel.unary_unary(
+                '/multus.gateway.v1.Gateway/Plan',
+                request_serializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.PlanRequest.SerializeToString,
+                response_deserializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.PlanResponse.FromString,
+                _registered_method=True)
+        self.GetGatewayStatus = channel.unary_unary(
+                '/multus.gateway.v1.Gateway/GetGatewayStatus',
+                request_serializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.GetGatewayStatusRequest.SerializeToString,
+                response_deserializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.GatewayStatus.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -118,6 +128,25 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Plan(self, request, context):
+        """Dry run of ADD for a pod: the delegates it would get, in order, with
+        their interface names, the exact stdin each plugin would receive
+        (secrets redacted) and why each network is there. Nothing is executed,
+        written or emitted. A plan that ADD would refuse answers the same CNI
+        error in `error` (missing NAD, namespace isolation, duplicate interface).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGatewayStatus(self, request, context):
+        """Read-only facts for operators: readiness, in-flight calls, the Multus
+        CNI config the config manager maintains, spooled DELs, peers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +184,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ListAttachments,
                     request_deserializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.ListAttachmentsRequest.FromString,
                     response_serializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.ListAttachmentsResponse.SerializeToString,
+            ),
+            'Plan': grpc.unary_unary_rpc_method_handler(
+                    servicer.Plan,
+                    request_deserializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.PlanRequest.FromString,
+                    response_serializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.PlanResponse.SerializeToString,
+            ),
+            'GetGatewayStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGatewayStatus,
+                    request_deserializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.GetGatewayStatusRequest.FromString,
+                    response_serializer=multus_dot_gateway_dot_v1_dot_gateway__pb2.GatewayStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +385,60 @@ class Gateway:
             '/multus.gateway.v1.Gateway/ListAttachments',
             multus_dot_gateway_dot_v1_dot_gateway__pb2.ListAttachmentsRequest.SerializeToString,
             multus_dot_gateway_dot_v1_dot_gateway__pb2.ListAttachmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Plan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multus.gateway.v1.Gateway/Plan',
+            multus_dot_gateway_dot_v1_dot_gateway__pb2.PlanRequest.SerializeToString,
+            multus_dot_gateway_dot_v1_dot_gateway__pb2.PlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGatewayStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multus.gateway.v1.Gateway/GetGatewayStatus',
+            multus_dot_gateway_dot_v1_dot_gateway__pb2.GetGatewayStatusRequest.SerializeToString,
+            multus_dot_gateway_dot_v1_dot_gateway__pb2.GatewayStatus.FromString,
             options,
             channel_credentials,
             insecure,

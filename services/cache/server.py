@@ -14,10 +14,12 @@ from services.api import cache_pb2, cache_pb2_grpc
 from services.cache.cache import Bounds, Cache
 from services.cache.servicer import CacheServicer
 from services.cache.source import ClusterSource
+from services.cache.stats_metrics import CacheStateCollector
 from services.cache.status_writer import StatusWriter
 from services.common.config import DaemonConfig, node_name
 from services.common.grpc_server import start_configured_service
 from services.common.logs import get_logger
+from services.common.metrics import register_collector
 
 log = get_logger(__name__)
 
@@ -43,6 +45,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     source = make_source(config)
     writer = StatusWriter(source.write_network_status, source.emit_event)
     cache = Cache(source, writer, Bounds(pod_wait_ms=config.pod_wait_ms, status_wait_ms=config.status_write_wait_ms))
+    register_collector("cache-state", CacheStateCollector(cache.stats))
 
     def register(server: grpc.aio.Server) -> list[str]:
         cache_pb2_grpc.add_CacheServicer_to_server(CacheServicer(cache), server)

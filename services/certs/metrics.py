@@ -9,6 +9,11 @@ CREDENTIAL_EXPIRY = Gauge(
     "When each credential expires (Unix seconds); absent for credentials that do not expire",
     ["credential"],
 )
+CREDENTIAL_ISSUED = Gauge(
+    "multus_credential_issued_timestamp_seconds",
+    "When each expiring credential was issued (Unix seconds): lifetime = expiry - issued",
+    ["credential"],
+)
 CREDENTIAL_ROTATIONS = Counter(
     "multus_credential_rotations_total",
     "Credential issuance/renewal attempts by result (success, failure, denied)",

@@ -88,6 +88,8 @@ def export_metrics(ledger: CredentialLedger, now: float) -> None:
     for cred in snap.credentials:
         if cred.not_after > 0:
             metrics.CREDENTIAL_EXPIRY.labels(credential=cred.name).set(cred.not_after)
+            if cred.issued > 0:  # alerts compare the time left with the lifetime
+                metrics.CREDENTIAL_ISSUED.labels(credential=cred.name).set(cred.issued)
     metrics.CREDENTIALS_HEALTHY.set(1 if snap.healthy(now) else 0)
 
 

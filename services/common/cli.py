@@ -11,6 +11,7 @@ from typing import Any
 
 from services.common.config import DEFAULT_CONFIG_PATH, ConfigError, DaemonConfig, load_config
 from services.common.logs import get_logger, setup_logging
+from services.common.service_info import record_process
 
 # flag -> daemon-config key it overrides
 _OVERRIDES = {
@@ -62,7 +63,9 @@ def run_service(
     except ConfigError as exc:
         print(f"multus-{service}: {exc}", file=sys.stderr)
         return 2
-    setup_logging(service, config.log_level, config.log_file if service == "gateway" else "", config.log_options)
+    log_file = config.service_log_file(service)
+    setup_logging(service, config.log_level, log_file, config.log_options, to_stderr=config.log_to_stderr)
+    record_process(service, config_path=args.config, log_file=log_file)
     try:
         asyncio.run(serve(config, args))
     except KeyboardInterrupt:

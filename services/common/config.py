@@ -67,6 +67,8 @@ class DaemonConfig:
     kubeconfig: str = ""
     # --- our own keys ---
     run_dir: str = "/run/multus-grpc"
+    # Every service writes its structured log to <logDir>/<service>.log (rotated per logOptions).
+    log_dir: str = ""
     grpc_socket_group: str = ""
     service_ports: dict[str, ServicePorts] = field(default_factory=dict)
     # Directory of pod/NAD YAML served instead of the API server (demo, standalone).
@@ -83,6 +85,8 @@ class DaemonConfig:
     delegate_service_account: str = "multus-delegate"
     delegate_token_seconds: int = 3600
     delegate_token_audience: str = ""
+    # Seconds the gateway holds readiness for the delegates' token (services/gateway/credentials_gate.py).
+    delegate_credentials_wait_seconds: float = 60.0
     # Device IDs for NADs with a resourceName: the kubelet PodResources API ("" = off),
     # the device-plugin checkpoint as the fallback, and the device-info spec's directory.
     pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
@@ -104,6 +108,14 @@ class DaemonConfig:
 
     def ports(self, service: str) -> ServicePorts:
         return self.service_ports.get(service, ServicePorts())
+
+    def service_log_file(self, service: str) -> str:
+        """The structured log file `service` writes ("" = stderr only): the gateway
+        honours upstream's `logFile`, and with `logDir` every service (and the
+        supervisor) writes `<logDir>/<service>.log`."""
+        if service == "gateway" and self.log_file:
+            return self.log_file
+        return os.path.join(self.log_dir, f"{service}.log") if self.log_dir else ""
 
     @property
     def bin_dirs(self) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """One way to wire a grpc.aio service: Unix socket (0600, optional group),
-grpc.health.v1, server reflection (v1alpha and v1), an optional TCP port
+grpc.health.v1, server reflection (v1alpha and v1), ServiceInfo, an optional TCP port
 serving only health, Prometheus metrics, and a clean stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from services.common.config import DaemonConfig
 from services.common.logs import bound_context, context_from_metadata, get_logger
 from services.common.metrics import start_metrics_server
+from services.common.service_info import add_service_info
 
 log = get_logger(__name__)
 
@@ -140,7 +141,8 @@ async def start_service(
     names = tuple(register(server))
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    all_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
+    info_name = add_service_info(server, name, socket_path)
+    all_names = (*names, info_name, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
     reflection.enable_server_reflection(all_names, server)
     server.add_generic_rpc_handlers((_reflection_v1_handler(all_names),))
     _prepare_socket_path(socket_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -55,20 +56,26 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
 
 
 def setup_logging(
-    service: str, level: str = "info", log_file: str = "", log_options: Mapping[str, Any] | None = None
+    service: str,
+    level: str = "info",
+    log_file: str = "",
+    log_options: Mapping[str, Any] | None = None,
+    *,
+    to_stderr: bool = True,
 ) -> None:
     """Configure structlog for this process. `log_options` follows upstream's
-    logOptions (maxSize MiB, maxBackups) for the optional log file."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    logOptions (maxSize MiB, maxBackups) for the optional log file; without
+    `to_stderr` (upstream's logToStderr) a process that has a log file logs
+    only there, one without still logs to stderr."""
+    handlers: list[logging.Handler] = []
+    file_error = ""
     if log_file:
-        opts = log_options or {}
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
-                log_file,
-                maxBytes=int(opts.get("maxSize", 100)) * 1024 * 1024,
-                backupCount=int(opts.get("maxBackups", 5)),
-            )
-        )
+        try:
+            handlers.append(_rotating_file(log_file, log_options or {}))
+        except OSError as exc:  # as upstream: a log file that cannot be opened leaves stderr
+            file_error = f"{exc.strerror or exc}"
+    if to_stderr or not handlers:
+        handlers.insert(0, logging.StreamHandler(sys.stderr))
     root = logging.getLogger()
     root.handlers[:] = handlers
     for handler in handlers:
@@ -92,6 +99,19 @@ def setup_logging(
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    if file_error:
+        get_logger(__name__).error("cannot open the log file; logging to stderr only", path=log_file, error=file_error)
+
+
+def _rotating_file(path: str, options: Mapping[str, Any]) -> logging.Handler:
+    """The log file, rotated as upstream's logOptions say (maxSize MiB, maxBackups);
+    its directory is created (logDir on a fresh node)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return logging.handlers.RotatingFileHandler(
+        path,
+        maxBytes=int(options.get("maxSize", 100)) * 1024 * 1024,
+        backupCount=int(options.get("maxBackups", 5)),
+    )
 
 
 def get_logger(name: str = "") -> Any:

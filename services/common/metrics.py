@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.registry import Collector
 
 _started: set[int] = set()
 
@@ -15,3 +16,16 @@ def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
     if port and port not in _started:
         start_http_server(port, addr=addr)
         _started.add(port)
+
+
+_collectors: dict[str, Collector] = {}
+
+
+def register_collector(key: str, collector: Collector) -> None:
+    """Register a scrape-time collector, replacing the one registered under `key`
+    before (a service wired twice in one process must not fail on duplicates)."""
+    previous = _collectors.pop(key, None)
+    if previous is not None:
+        REGISTRY.unregister(previous)
+    REGISTRY.register(collector)
+    _collectors[key] = collector

@@ -4,10 +4,10 @@ The gateway's client marks its calls with gRPC metadata
 `x-multus-caller: gateway`. Anything else (a person with grpcurl, a script) is
 an operator call: ExecPlugin (other than VERSION, which has no side effects),
 DeleteInterface and SetDefaultRoutes are refused with PERMISSION_DENIED unless
-`executorAllowOperatorExec` is true; ListInterfaces is read-only and always
-allowed. The socket is root-only (0600), so this is a policy against
-accidents, not a boundary against root: whoever can connect can also send
-the marker.
+`executorAllowOperatorExec` is true; ListInterfaces, GetStats and the
+common ServiceInfo/health calls are read-only and always allowed. The socket
+is root-only (0600), so this is a policy against accidents, not a boundary
+against root: whoever can connect can also send the marker.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ QUEUE_WAIT = Histogram(
     "Time a delegate call waited for a free slot (executorMaxConcurrency).",
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0),
 )
+MAX_CONCURRENCY = Gauge(
+    "multus_executor_max_concurrency",
+    "Delegate processes allowed at once (executorMaxConcurrency); more calls queue.",
+)
 QUEUED = Gauge(
     "multus_executor_delegates_queued",
     "Delegate calls waiting for a free slot.",

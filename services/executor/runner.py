@@ -121,6 +121,10 @@ class DelegateRunner:
     def __init__(self, settings: RunnerSettings) -> None:
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.max_concurrency)
+        # The load, for GetStats (the gauges below say the same to Prometheus).
+        self.in_flight = 0
+        self.queued = 0
+        metrics.MAX_CONCURRENCY.set(settings.max_concurrency)
 
     def _kubeconfig(self) -> str | None:
         """The delegate kubeconfig (written by the certs service) once it exists
@@ -152,6 +156,7 @@ class DelegateRunner:
         deadline = time.monotonic() + budget
         queued_at = time.monotonic()
         metrics.QUEUED.inc()
+        self.queued += 1
         try:
             async with asyncio.timeout(budget):
                 await self._slots.acquire()
@@ -160,6 +165,7 @@ class DelegateRunner:
             raise Rejected(Reason.DEADLINE, f"no free executor slot within {budget:.3f}s") from None
         finally:
             metrics.QUEUED.dec()
+            self.queued -= 1
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued_at)
         try:
             return await self._run_slot(inv, deadline - time.monotonic())
@@ -174,6 +180,7 @@ class DelegateRunner:
         started = time.monotonic()
         result = "cancelled"
         metrics.DELEGATES_IN_FLIGHT.inc()
+        self.in_flight += 1
         try:
             try:
                 done = await run_plugin_process(
@@ -197,6 +204,7 @@ class DelegateRunner:
             return ExecOutcome(done.exit_code, done.stdout, error, done.duration)
         finally:
             metrics.DELEGATES_IN_FLIGHT.dec()
+            self.in_flight -= 1
             metrics.DELEGATE_EXEC_DURATION.labels(plugin=inv.plugin, command=inv.command, result=result).observe(
                 time.monotonic() - started
             )

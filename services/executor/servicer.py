@@ -160,6 +160,20 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
             removed=[_route(r) for r in change.removed], added=[_route(r) for r in change.added]
         )
 
+    async def GetStats(self, request: executor_pb2.GetStatsRequest, context: Any) -> executor_pb2.ExecutorStats:
+        """Read-only, so not guarded: any peer that can open the socket may ask."""
+        settings = self.runner.settings
+        return executor_pb2.ExecutorStats(
+            in_flight=self.runner.in_flight,
+            queued=self.runner.queued,
+            max_concurrency=settings.max_concurrency,
+            timeout_seconds=settings.timeout_ceiling,
+            bin_dirs=list(settings.bin_dirs),
+            chroot_dir=settings.chroot_dir,
+            operator_exec_allowed=self.allow_operator_exec,
+            problems=settings.problems(),
+        )
+
 
 def _route(route: netlink.Route) -> executor_pb2.Route:
     return executor_pb2.Route(destination=route.destination, gateway=route.gateway, ifname=route.ifname)

@@ -21,8 +21,6 @@ from services.gateway.certs_client import USABLE_STATES
 
 log = get_logger(__name__)
 
-WAIT_KEY = "delegateCredentialsWaitSeconds"
-DEFAULT_WAIT_SECONDS = 60.0
 POLL_SECONDS = 0.5
 
 

@@ -22,12 +22,7 @@ from services.gateway.certs_client import CertsClient
 from services.gateway.cni_service import CniService
 from services.gateway.config_manager import ConfigManager
 from services.gateway.core import Timeouts
-from services.gateway.credentials_gate import (
-    DEFAULT_WAIT_SECONDS,
-    WAIT_KEY,
-    delegate_credentials_expected,
-    wait_for_delegate_credentials,
-)
+from services.gateway.credentials_gate import delegate_credentials_expected, wait_for_delegate_credentials
 from services.gateway.device_info import DeviceInfoFiles, DevicePluginCheckpoint, KubeletDeviceInfo
 from services.gateway.dispatch import Dispatcher
 from services.gateway.executor_client import ExecutorClient, executor_sockets
@@ -35,10 +30,10 @@ from services.gateway.executor_routes import ExecutorRouteEditor
 from services.gateway.executor_runner import ExecutorRunner
 from services.gateway.http_api import Readiness, build_app, start_unix_site
 from services.gateway.invoke import NetworkInvoker
+from services.gateway.operator_api import build_operator_servicer
 from services.gateway.podresources import PodResourcesClient
 from services.gateway.records import RecordStore
 from services.gateway.resolver import NetworkResolver
-from services.gateway.servicer import GatewayServicer
 from services.gateway.spool import replay_spool, spool_dir
 
 log = get_logger(__name__)
@@ -70,9 +65,20 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     )
     dispatcher = Dispatcher(service)
     readiness = Readiness()
+    config_manager = ConfigManager(config)
+    servicer = build_operator_servicer(
+        config,
+        dispatcher,
+        service,
+        cluster=cache,
+        resolver=resolver,
+        readiness=readiness,
+        executor=executor,
+        config_manager=config_manager,
+    )
 
     def register(server: grpc.aio.Server) -> Iterable[str]:
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(dispatcher, service), server)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server)
         return (gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,)
 
     grpc_service = await start_configured_service("gateway", config, register)
@@ -81,7 +87,6 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
     # Ready = spool replayed, the node's Multus CNI config in place (config manager)
     # and the delegates' API credentials written (or waited for long enough).
-    config_manager = ConfigManager(config)
     spool_replayed = False
     credentials_settled = False
 
@@ -93,8 +98,9 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     async def settle_credentials() -> None:
         nonlocal credentials_settled
         if delegate_credentials_expected(config):
-            bound = float(config.raw.get(WAIT_KEY, DEFAULT_WAIT_SECONDS))
-            outcome = await wait_for_delegate_credentials(lambda: certs.delegate_credentials_state(timeout=2.0), bound)
+            outcome = await wait_for_delegate_credentials(
+                lambda: certs.delegate_credentials_state(timeout=2.0), config.delegate_credentials_wait_seconds
+            )
         else:
             outcome = "none expected (no delegateServiceAccount, or a file-backed cluster)"
         log.info("delegate API credentials", outcome=outcome)

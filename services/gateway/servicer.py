@@ -92,6 +92,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                     plugin_type=r.plugin_type,
                     result_json=json.dumps(r.result) if r.result is not None else "",
                     created_unix=int(r.created),
+                    state=r.state,
+                    default=r.master,
+                    hotplug=r.hotplug,
                 )
                 for r in records
             ]

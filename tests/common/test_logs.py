@@ -1,8 +1,11 @@
 """Secrets never reach logs: the redaction every log line passes through."""
 
+import logging.handlers
+from pathlib import Path
+
 import pytest
 
-from services.common.logs import context_from_metadata, redact
+from services.common.logs import _rotating_file, context_from_metadata, redact
 
 SECRETS = [
     ("bearer header", "Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
@@ -27,3 +30,13 @@ def test_redact_keeps_ordinary_text() -> None:
 def test_context_round_trips_through_metadata() -> None:
     metadata = (("x-multus-container-id", "abc"), ("x-multus-pod", "ns/p"), ("other", "x"))
     assert context_from_metadata(metadata) == {"container_id": "abc", "pod": "ns/p"}
+
+
+def test_log_file_rotation_follows_log_options(tmp_path: Path) -> None:
+    handler = _rotating_file(str(tmp_path / "new-dir" / "cache.log"), {"maxSize": 2, "maxBackups": 3})
+    try:
+        assert isinstance(handler, logging.handlers.RotatingFileHandler)
+        assert (handler.maxBytes, handler.backupCount) == (2 * 1024 * 1024, 3)
+        assert (tmp_path / "new-dir").is_dir()
+    finally:
+        handler.close()

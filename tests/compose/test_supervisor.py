@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from compose.supervisor import stderr_file
+from services.common.config import config_from_dict
 from tests.support.procs import processes
 from tests.support.services import REPO, Instance, wait_serving
 
@@ -71,3 +76,49 @@ def test_bad_config_is_reported_not_a_traceback(instance: Instance) -> None:
     assert result.returncode == 2
     assert "cannot read daemon config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_service_writes_its_own_log_file_under_log_dir(instance: Instance) -> None:
+    logs = instance.root / "logs"
+    instance.config["logDir"] = str(logs)
+    instance.write_config()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compose.supervisor", "--config", str(instance.config_path), "--log-dir", str(logs)],
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MULTUS_NODE_NAME": "node-a"},
+        start_new_session=True,
+    )
+    try:
+        for service in SERVICES:
+            wait_serving(instance.grpc_socket(service), timeout=60, service="liveness")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for service in (*SERVICES, "supervisor"):
+        # structured lines (stdlib loggers of libraries may add plain ones at debug level)
+        text = (logs / f"{service}.log").read_text().splitlines()
+        lines = [json.loads(line) for line in text if line.startswith("{")]
+        assert lines and {line["service"] for line in lines} == {service}
+        # one writer per file: no line twice (stderr goes to <service>.stderr.log instead)
+        assert len({json.dumps(line, sort_keys=True) for line in lines}) == len(lines)
+    for service in SERVICES:
+        assert (logs / f"{service}.stderr.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("config_log_dir", "flag", "expected"),
+    [
+        ("", None, None),
+        ("", "/var/log/multus", "/var/log/multus/cache.log"),
+        ("/var/log/multus", "/var/log/multus", "/var/log/multus/cache.stderr.log"),
+        ("/var/log/multus", "/tmp/sup", "/tmp/sup/cache.log"),
+    ],
+)
+def test_stderr_file(config_log_dir: str, flag: str | None, expected: str | None) -> None:
+    config = config_from_dict({"logDir": config_log_dir})
+    got = stderr_file(config, Path(flag) if flag else None, "cache")
+    assert (str(got) if got else None) == expected
