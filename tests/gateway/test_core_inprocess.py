@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from services.common import cni
+from services.common import cni, errors
 from services.common.errors import PeerUnavailable, PodGone
 from tests.gateway.fakes import Node, make_node, plugin_conf
 
@@ -155,15 +156,17 @@ async def test_readiness_file_missing(node: Node, tmp_path: Path) -> None:
 
 
 async def test_an_unexpected_exception_is_999_and_logged_as_a_bug(
-    node: Node, capsys: pytest.CaptureFixture[str]
+    node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug is never reported as a plugin's I/O failure (5, as before) or as transient (11)."""
     node.cluster.add_pod("web")
     node.runner.crash_with = KeyError("boom")
+    # the error table's own logger, recorded: independent of how earlier tests set up logging
+    logged: list[str] = []
+    monkeypatch.setattr(errors, "log", SimpleNamespace(error=lambda event, **_: logged.append(event)))
     err = await failing(node.cni("ADD"))
     assert err.code == cni.INTERNAL and "KeyError" in err.details
-    captured = capsys.readouterr()
-    assert "this is a bug" in captured.out + captured.err
+    assert any("this is a bug" in event for event in logged)
 
 
 async def test_an_os_error_is_an_io_failure(node: Node) -> None:
