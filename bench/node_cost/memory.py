@@ -1,9 +1,11 @@
 """What a long-running process costs the node, from /proc: RSS, PSS (shared
 pages divided among the processes that map them, so the sum over processes is
-what the node pays), anonymous PSS, and its thread count."""
+what the node pays), anonymous PSS, its thread count and the CPU time it has
+used so far."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +18,11 @@ class Footprint:
     pss_kib: int
     pss_anon_kib: int
     threads: int
+    cpu_ms: float
 
     @staticmethod
     def zero() -> Footprint:
-        return Footprint(0, 0, 0, 0)
+        return Footprint(0, 0, 0, 0, 0.0)
 
     def __add__(self, other: Footprint) -> Footprint:
         return Footprint(
@@ -27,6 +30,7 @@ class Footprint:
             self.pss_kib + other.pss_kib,
             self.pss_anon_kib + other.pss_anon_kib,
             self.threads + other.threads,
+            self.cpu_ms + other.cpu_ms,
         )
 
 
@@ -45,7 +49,17 @@ def footprint(pid: int) -> Footprint:
     proc = Path("/proc", str(pid))
     fields = parse_smaps_rollup((proc / "smaps_rollup").read_text())
     threads = sum(1 for _ in (proc / "task").iterdir())
-    return Footprint(fields.get("Rss", 0), fields.get("Pss", 0), fields.get("Pss_Anon", 0), threads)
+    return Footprint(fields.get("Rss", 0), fields.get("Pss", 0), fields.get("Pss_Anon", 0), threads, cpu_ms(pid))
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of the process (all its threads; children not included)."""
+    stat = Path("/proc", str(pid), "stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
 
 
 def service_children(parent: int) -> dict[str, int]:

@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.node_cost.clusters import FileCluster, KubeCluster
+from bench.node_cost.memory import cpu_ms
 from bench.node_cost.networks import HostLinks
-from bench.node_cost.products import LOCAL_SUPERVISOR, DirectRunner, our_node
+from bench.node_cost.products import LOCAL_SUPERVISOR, DirectRunner, ShimRunner, our_node
+from shim import multus_shim
 from tests.support.netns import netns, unique_name, veth_pair
 
 TRACED_SUPERVISOR = "bench.node_cost.trace supervisor"
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--networks", type=int, default=2, choices=(1, 2, 4))
     parser.add_argument("--py-spy", action="store_true", help="also sample every service's stacks")
+    parser.add_argument("--out", type=Path, help="keep the spans and py-spy's raw stacks in this directory")
     return parser.parse_args(argv)
 
 
@@ -79,6 +82,11 @@ def attribute(
         for name, ms in totals.items():
             per_call[verb][name].append(ms)
         per_call[verb]["(shim call, wall)"].append((end - start) / 1e6)
+        handler = next((s for s in all_spans if s["name"] == "Dispatcher.cni" and start <= s["t0"] <= end), None)
+        if handler is not None:
+            # before: shim start, readiness probe, request sent and parsed; after: answer, shim exit
+            per_call[verb]["(before the handler)"].append((handler["t0"] - start) / 1e6)
+            per_call[verb]["(after the handler)"].append((end - handler["t0"] - handler["us"] * 1000) / 1e6)
     return per_call
 
 
@@ -101,6 +109,25 @@ def render(per_call: dict[str, dict[str, list[float]]], direct: dict[str, list[f
             over = med["(shim call, wall)"] - statistics.median(direct[verb])
             lines.append(f"{'= over the delegates (wall - direct)':48} {over:8.2f}")
     return lines
+
+
+def shim_costs(runner: ShimRunner, repeat: int = 30) -> dict[str, float]:
+    """Process start + VERSION (no daemon contact), and one readiness probe to the gateway."""
+    env = {"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"}
+    version, probe = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([str(runner.shim)], input=runner.conf, env=env, capture_output=True, check=True)
+        version.append((time.perf_counter() - t0) * 1000)
+    socket_path = str(Path(json.loads(runner.conf)["daemonSocketDir"]) / "multus.sock")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        multus_shim.http_exchange(socket_path, "GET", "/readyz", None, 5.0)
+        probe.append((time.perf_counter() - t0) * 1000)
+    return {
+        "shim process, VERSION (start, imports, exit)": statistics.median(version),
+        "GET /readyz from Python (one HTTP exchange)": statistics.median(probe),
+    }
 
 
 def py_spy_summary(path: Path, top: int = 25) -> list[str]:
@@ -169,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     stderr=subprocess.DEVNULL,
                 )
             time.sleep(1)
+        cpu_before = {name: cpu_ms(pid) for name, pid in node.pids().items()}
         start_ns = time.time_ns()
         windows: list[tuple[str, int, int]] = []
         direct: dict[str, list[float]] = {"ADD": [], "DEL": []}
@@ -188,16 +216,27 @@ def main(argv: list[str] | None = None) -> int:
             direct["ADD"].append((d1 - d0) * 1000)
             direct["DEL"].append((time.perf_counter() - d1) * 1000)
             time.sleep(0.3)  # let background work (events) finish inside this call's window
+        cpu_used = {name: cpu_ms(pid) - cpu_before[name] for name, pid in node.pids().items()}
         for proc in samplers.values():
             proc.send_signal(signal.SIGINT)
             proc.wait(30)
+        shim_parts = shim_costs(node.runner)
         recorded = [s for s in spans(trace_dir) if s["t0"] >= start_ns]
         lines = [f"profile: {args.source} ({cluster.server_version}), {args.networks} networks, {args.calls} calls"]
         lines += render(attribute(recorded, windows), direct, args.calls)
+        lines.append("-- CPU time per ADD+DEL cycle, by process (ms; the delegates' own processes not included)")
+        lines += [f"{name:48} {ms / args.calls:8.2f}" for name, ms in cpu_used.items()]
+        lines.append("-- the shim's part, measured apart (medians, ms)")
+        lines += [f"{name:48} {ms:8.2f}" for name, ms in shim_parts.items()]
         for name in samplers:
             lines.append(f"-- py-spy {name}: inclusive share of samples (idle included)")
             lines += py_spy_summary(root / f"{name}.pyspy.txt")
         print("\n".join(lines), flush=True)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            for path in [*trace_dir.glob("*.jsonl"), *root.glob("*.pyspy.txt")]:
+                shutil.copy(path, args.out / path.name)
+            (args.out / "windows.json").write_text(json.dumps(windows))
     return 0
 
 

@@ -82,8 +82,11 @@ def memory_table(snapshots: dict[str, dict[str, Any]]) -> list[str]:
     """snapshots[product] = {"idle": {...}, "warm": {...}, "final": {...}, "warm_cycles": n, "final_cycles": n}."""
     columns = ("idle RSS", "idle PSS", "RSS", "PSS", "PSS anon")
     head = f"{'process':20} " + " ".join(f"{c:>8}" for c in columns)
-    lines = [f"{head} {'thr':>4} {'anon growth/1000':>16}   (MiB; RSS, PSS, threads after the last cycle)"]
-    totals: dict[str, tuple[Footprint, Footprint]] = {}
+    lines = [
+        f"{head} {'thr':>4} {'anon growth/1000':>16} {'CPU ms/cycle':>12}"
+        "   (MiB; RSS, PSS, threads after the last cycle; growth and CPU over the aging cycles)"
+    ]
+    totals: dict[str, tuple[Footprint, Footprint, float]] = {}
     for product, snap in snapshots.items():
         idle, warm, final = snap["idle"], snap["warm"], snap["final"]
         span = max(1, snap["final_cycles"] - snap["warm_cycles"])
@@ -91,19 +94,22 @@ def memory_table(snapshots: dict[str, dict[str, Any]]) -> list[str]:
         rows.append((f"{product} total", total(idle), total(warm), total(final)))
         for name, i, w, f in rows:
             i = i or Footprint.zero()
+            # Anonymous memory: file-backed PSS moves whenever other processes on the host map or
+            # unmap the same files (the interpreter, shared libraries), leak or not.
             growth = (f.pss_anon_kib - w.pss_anon_kib) * 1000 / span / 1024 if w else float("nan")
+            cpu = (f.cpu_ms - w.cpu_ms) / span if w else float("nan")
             lines.append(
                 f"{name:20} {mib(i.rss_kib):>8} {mib(i.pss_kib):>8} {mib(f.rss_kib):>8} {mib(f.pss_kib):>8} "
-                f"{mib(f.pss_anon_kib):>8} {f.threads:4} {growth:16.2f}"
+                f"{mib(f.pss_anon_kib):>8} {f.threads:4} {growth:16.2f} {cpu:12.2f}"
             )
-        totals[product] = (total(idle), total(final))
+        totals[product] = (total(idle), total(final), (total(final).cpu_ms - total(warm).cpu_ms) / span)
         lines.append(
             f"  {product}: cycles at the warm snapshot {snap['warm_cycles']}, at the last {snap['final_cycles']}"
             + ("; (supervisor) is local-only and not in the total" if LOCAL_SUPERVISOR in final else "")
         )
     if all(p in totals for p in PRODUCTS):
-        (oi, of), (ui, uf) = totals["ours"], totals["upstream"]
+        (oi, of, ocpu), (ui, uf, ucpu) = totals["ours"], totals["upstream"]
         pss = f"PSS {ratio(of.pss_kib, uf.pss_kib):.1f} (idle {ratio(oi.pss_kib, ui.pss_kib):.1f})"
         rss = f"RSS {ratio(of.rss_kib, uf.rss_kib):.1f} (idle {ratio(oi.rss_kib, ui.rss_kib):.1f})"
-        lines.append(f"ratio ours/upstream memory: {pss}, {rss}")
+        lines.append(f"ratio ours/upstream memory: {pss}, {rss}; CPU per cycle {ratio(ocpu, ucpu):.1f}")
     return lines
