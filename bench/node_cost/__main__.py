@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,10 +28,11 @@ from typing import Any
 
 from bench.node_cost import report
 from bench.node_cost.clusters import FileCluster, KubeCluster, PodRef, workload_pods
-from bench.node_cost.networks import SIZES, HostLinks
+from bench.node_cost.host import links_and_cluster
+from bench.node_cost.networks import SIZES
 from bench.node_cost.products import DirectRunner, ProductNode, Runner, our_node, upstream_node
 from bench.node_cost.workload import age, latency, storm
-from tests.support.netns import netns, unique_name, veth_pair
+from tests.support.netns import netns
 
 STORM_SIZE = 2  # networks per storm pod: the cluster network + macvlan
 SETTLE_SECONDS = 3.0
@@ -98,13 +98,8 @@ class Bench:
 
 
 def set_up(stack: ExitStack, source: str, args: argparse.Namespace, root: Path) -> Bench:
-    master, _ = stack.enter_context(veth_pair("nc"))
-    links = HostLinks(unique_name("ncb"), unique_name("ncn"), master, str(root / "ipam"))
-    for bridge in (links.cluster_bridge, links.nad_bridge):  # made by the bridge plugin on first use
-        stack.callback(subprocess.run, ["ip", "link", "delete", bridge], capture_output=True)
     pods = workload_pods(SIZES, args.storm_pods, STORM_SIZE)
-    cluster: KubeCluster | FileCluster = KubeCluster(links, pods) if source == "kube" else FileCluster(links, pods)
-    stack.enter_context(cluster.created())
+    links, cluster = links_and_cluster(stack, source, root, pods, "nc")
     nodes = {"ours": stack.enter_context(our_node(root / "ours", cluster, links))}
     if args.upstream and isinstance(cluster, KubeCluster):
         daemon, shim = args.upstream

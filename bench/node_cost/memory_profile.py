@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.node_cost.clusters import FileCluster, KubeCluster
+from bench.node_cost.host import links_and_cluster, traced_node
 from bench.node_cost.memory import parse_smaps_rollup
-from bench.node_cost.networks import HostLinks
-from bench.node_cost.products import LOCAL_SUPERVISOR, our_node
-from tests.support.netns import netns, unique_name, veth_pair
+from bench.node_cost.products import LOCAL_SUPERVISOR
+from tests.support.netns import netns
 
 ARENA = 64 * 1024  # KiB: glibc's HEAP_MAX_SIZE on 64-bit, what each per-thread arena reserves
 STACK = 8 * 1024  # KiB: the default thread stack (ulimit -s)
@@ -156,21 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="multus-node-memory-") as tmp, ExitStack() as stack:
         root = Path(tmp)
-        master, _ = stack.enter_context(veth_pair("nm"))
-        links = HostLinks(unique_name("nmb"), unique_name("nmn"), master, str(root / "ipam"))
-        for bridge in (links.cluster_bridge, links.nad_bridge):
-            stack.callback(subprocess.run, ["ip", "link", "delete", bridge], capture_output=True)
-        pods = [("mem", 2)]
-        cluster: KubeCluster | FileCluster = (
-            KubeCluster(links, pods) if args.source == "kube" else FileCluster(links, pods)
-        )
-        stack.enter_context(cluster.created())
-        trace_dir = root / "trace"
-        trace_dir.mkdir()
-        os.environ["MULTUS_TRACE_DIR"] = str(trace_dir)
-        node = stack.enter_context(
-            our_node(root / "ours", cluster, links, supervisor="bench.node_cost.trace supervisor")
-        )
+        links, cluster = links_and_cluster(stack, args.source, root, [("mem", 2)], "nm")
+        node, trace_dir = traced_node(stack, root, cluster, links)
         ns = stack.enter_context(netns("nmo")).path
         for _ in range(args.cycles):
             cid = uuid.uuid4().hex

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -30,14 +29,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.node_cost.clusters import FileCluster, KubeCluster
+from bench.node_cost.host import links_and_cluster, traced_node
 from bench.node_cost.memory import cpu_ms
-from bench.node_cost.networks import HostLinks
-from bench.node_cost.products import LOCAL_SUPERVISOR, DirectRunner, ShimRunner, our_node
+from bench.node_cost.products import LOCAL_SUPERVISOR, DirectRunner, ShimRunner
 from shim import multus_shim
-from tests.support.netns import netns, unique_name, veth_pair
+from tests.support.netns import netns
 
-TRACED_SUPERVISOR = "bench.node_cost.trace supervisor"
 # Derived rows: (label, minuend span, subtrahend span) on per-call medians.
 DERIVED = (
     ("gRPC hop gateway->executor (per call)", "ExecutorClient.exec_plugin", "ExecutorServicer.ExecPlugin"),
@@ -122,7 +119,9 @@ def shim_costs(runner: ShimRunner, repeat: int = 30) -> dict[str, float]:
     socket_path = str(Path(json.loads(runner.conf)["daemonSocketDir"]) / "multus.sock")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        multus_shim.http_exchange(socket_path, "GET", "/readyz", None, 5.0)
+        status, _ = multus_shim.http_exchange(socket_path, "GET", "/readyz", None, 5.0)
+        if status != 200:
+            raise RuntimeError(f"GET /readyz answered {status}")
         probe.append((time.perf_counter() - t0) * 1000)
     return {
         "shim process, VERSION (start, imports, exit)": statistics.median(version),
@@ -150,18 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     pods = [("prof", args.networks)]
     with tempfile.TemporaryDirectory(prefix="multus-node-profile-") as tmp, ExitStack() as stack:
         root = Path(tmp)
-        master, _ = stack.enter_context(veth_pair("np"))
-        links = HostLinks(unique_name("npb"), unique_name("npn"), master, str(root / "ipam"))
-        for bridge in (links.cluster_bridge, links.nad_bridge):
-            stack.callback(subprocess.run, ["ip", "link", "delete", bridge], capture_output=True)
-        cluster: KubeCluster | FileCluster = (
-            KubeCluster(links, pods) if args.source == "kube" else FileCluster(links, pods)
-        )
-        stack.enter_context(cluster.created())
-        trace_dir = root / "trace"
-        trace_dir.mkdir()
-        os.environ["MULTUS_TRACE_DIR"] = str(trace_dir)
-        node = stack.enter_context(our_node(root / "ours", cluster, links, supervisor=TRACED_SUPERVISOR))
+        links, cluster = links_and_cluster(stack, args.source, root, pods, "np")
+        node, trace_dir = traced_node(stack, root, cluster, links)
         pod = cluster.pods["prof"]
         ns_ours, ns_direct = stack.enter_context(netns("npo")).path, stack.enter_context(netns("npd")).path
         direct_runner = DirectRunner(links)
