@@ -64,13 +64,19 @@ PROTECTED = frozenset(
 class Step:
     """One thing to remove. kind: "files" (names matching `patterns` in `path`),
     "file" (the file `path`, when `owned` says it is ours), "config" (the config
-    manager's CNI config), "prune" (the directory `path`, then its parents, while empty)."""
+    manager's CNI config), "quiesce" (wait until no process runs the program `path`),
+    "prune" (the directory `path`, then its parents, while empty)."""
 
     kind: str
     path: str
     why: str
     patterns: tuple[str, ...] = ()
     owned: Callable[[bytes], bool] | None = None
+
+
+# How long a shim may still be running after 00-multus.conf is gone: its DEL waits
+# up to 15 s for the gateway (shim/multus_shim.py DEFAULT_DEL_TIMEOUT), plus the call.
+SHIM_QUIESCE_SECONDS = 60.0
 
 
 def is_our_shim(content: bytes) -> bool:
@@ -83,12 +89,17 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
     socket_dir = config.socket_dir.rstrip("/") or "/"
     records = config.records_dir
     device_files = os.path.join(config.device_info_dir, "cni")
+    shim = os.path.join(shim_bin_dir, INSTALLED_NAME)
     steps = [
         # secrets first: an interrupted uninstall must not leave them behind
         Step("files", delegate_dir, "the delegates' ServiceAccount token and its kubeconfig", DELEGATE_FILES),
         Step("files", cert_dir, "the node's client key, certificates and kubeconfig", CERT_FILES),
+        # then what makes the runtime call us: no new shim starts after these two
         Step("config", config.cni_config_dir, "00-multus.conf, if the config manager still owns it"),
-        Step("file", os.path.join(shim_bin_dir, INSTALLED_NAME), "the shim, if it is our launcher", owned=is_our_shim),
+        Step("file", shim, "the shim, if it is our launcher", owned=is_our_shim),
+        # a shim already running (a DEL waiting for the gateway that just left) would
+        # spool its DEL into socketDir after we removed it: let those finish first
+        Step("quiesce", shim, "shim calls still running"),
         Step("files", os.path.join(socket_dir, "del-spool"), "spooled DELs (meaningless without the add-on)", ("*",)),
         Step("files", socket_dir, "the gateway's socket", ("multus.sock",)),
         Step("files", os.path.join(config.run_dir, "grpc"), "the services' gRPC sockets", ("*.sock",)),
@@ -138,7 +149,33 @@ def canonical(host_root: str, path: str) -> str:
     return "/" + os.path.relpath(real, root) if real != root else "/"
 
 
-def apply(plan: Sequence[Step], config: DaemonConfig, host_root: str) -> Report:
+def running_programs(program: str, proc: str = "/proc") -> list[int]:
+    """PIDs whose command line runs `program` (a script: its path is an argument)."""
+    found = []
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "cmdline"), "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if program.encode() in argv[:3]:
+            found.append(int(entry))
+    return found
+
+
+def wait_quiet(program: str, timeout: float, report: Report) -> None:
+    """With the host's PID namespace (the node-cleanup pod has hostPID), wait for
+    running copies of `program` to end, bounded."""
+    deadline = time.monotonic() + timeout
+    while (pids := running_programs(program)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if pids:
+        report.kept.append(f"{program}: still running after {timeout:.0f}s (pids {pids})")
+
+
+def apply(plan: Sequence[Step], config: DaemonConfig, host_root: str, quiesce: float = SHIM_QUIESCE_SECONDS) -> Report:
     report = Report()
     never = {*PROTECTED, config.cni_config_dir, os.path.dirname(config.cni_config_dir), *config.bin_dirs}
     protected = {canonical(host_root, p) for p in never}
@@ -155,6 +192,8 @@ def apply(plan: Sequence[Step], config: DaemonConfig, host_root: str) -> Report:
                 multus_config_file=_rebased_file(host_root, config.multus_config_file),
             )
             report.removed += config_manager.cleanup(rebased)
+        elif step.kind == "quiesce":
+            wait_quiet(step.path, quiesce, report)
         elif step.kind == "prune":
             _prune(canonical(host_root, step.path), host_root, protected, step, report)
     return report

@@ -92,7 +92,7 @@ def test_uninstall_restores_the_node(tmp_path: Path) -> None:
     before = snapshot(root)
     install_leftovers(root)
     config = config_from_dict(SHIPPED)
-    report = apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root))
+    report = apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root), quiesce=0)
     assert snapshot(root) == before, report
     assert not report.kept
     # secrets went first
@@ -112,7 +112,7 @@ def test_what_is_not_ours_stays_and_is_reported(tmp_path: Path) -> None:
     write(root, "/opt/cni/bin/multus-shim", "\x7fELF upstream")
     write(root, "/etc/cni/net.d/00-multus.conf", '{"type": "bridge", "name": "hand-made"}')
     config = config_from_dict(SHIPPED)
-    report = apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root))
+    report = apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root), quiesce=0)
     after = snapshot(root)
     for kept in (
         "/etc/cni/multus/net.d/macvlan.conf",
@@ -145,7 +145,7 @@ def test_protected_directories_are_never_pruned(tmp_path: Path) -> None:
     (root / "opt/cni/bin").mkdir(parents=True)
     before = snapshot(root)
     config = config_from_dict(SHIPPED)
-    apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root))
+    apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root), quiesce=0)
     assert snapshot(root) == before
 
 
@@ -210,3 +210,32 @@ def test_every_directory_the_daemonset_may_create_is_pruned_or_protected() -> No
         if path not in runtime_owned and not any(p == path or p.startswith(path + "/") for p in pruned)
     }
     assert uncovered == set()
+
+
+def test_running_shim_calls_are_waited_for(tmp_path: Path) -> None:
+    """A DEL still waiting for the departed gateway would spool into socketDir after
+    its removal: the uninstall waits for such shim processes (bounded)."""
+    import time
+
+    from compose.uninstall import Report, running_programs, wait_quiet
+
+    shim = tmp_path / "multus-shim"
+    shim.write_text(f"#!{sys.executable} -IS\nimport time\ntime.sleep(1.5)\n")
+    shim.chmod(0o755)
+    proc = subprocess.Popen([str(shim)])
+    try:
+        time.sleep(0.2)
+        assert running_programs(str(shim)) == [proc.pid]
+        report = Report()
+        started = time.monotonic()
+        wait_quiet(str(shim), 10, report)
+        assert time.monotonic() - started >= 1.0 and not report.kept
+        assert proc.poll() is not None or proc.wait(5) is not None
+        # bounded: a process that does not end is reported, not waited for forever
+        stuck = subprocess.Popen([str(shim)])
+        wait_quiet(str(shim), 0.5, report)
+        assert report.kept and "still running" in report.kept[0]
+        stuck.wait(5)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.deploy.kustomize import build, kubectl, write_overlay
 from tests.deploy.manifests import daemon_config_json
 from tests.node.support import IMAGE, NODE_NAME, NODE_ROOT, eventually, tree
 from tests.support.kube_identity import KUBE_ROOT
+from tests.support.services import REPO
 
 NAMESPACE = "multus-system"
 ADMIN = KUBE_ROOT / "admin.kubeconfig"
@@ -177,3 +179,18 @@ def uninstall(overlay: Path, timeout: float = 240) -> None:
         assert time.monotonic() < deadline, "namespace multus-system not deleted"
         time.sleep(1)
     k("label", "node", NODE_NAME, f"{UNINSTALL_LABEL}-")
+
+
+def force_uninstall(overlay: Path) -> None:
+    """After a failed test: remove the cluster objects, then the node's files
+    directly (multus-uninstall on the host), so the next run starts from zero."""
+    k("delete", "-k", str(overlay), "-l", KEEP_CRD, "--wait=false", "--ignore-not-found", check=False)
+    k("label", "node", NODE_NAME, f"{UNINSTALL_LABEL}-", check=False)
+    config = overlay / "daemon-config.json"
+    config.write_text(yaml.safe_load((overlay / "daemon-config.yaml").read_text())["data"]["daemon-config.json"])
+    subprocess.run(
+        [sys.executable, "-m", "compose.uninstall", f"--config={config}", "--wait=60"],
+        cwd=REPO,
+        check=False,
+        timeout=120,
+    )

@@ -38,7 +38,7 @@ sys.path.insert(0, str(NODE_KIT))
 os.environ.setdefault("CRI_STUBS_PATH", str(NODE_ROOT))
 from cri_client import CRI, pod_ips, pod_netns  # type: ignore[import-not-found]
 
-pytestmark = [pytest.mark.node, pytest.mark.kube]
+pytestmark = [pytest.mark.node, pytest.mark.kube, pytest.mark.timeout(900)]
 
 STATUS = "k8s.v1.cni.cncf.io/network-status"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"

@@ -43,7 +43,8 @@ sys.path.insert(0, str(NODE_KIT))
 os.environ.setdefault("CRI_STUBS_PATH", str(NODE_ROOT))
 from cri_client import CRI  # type: ignore[import-not-found]
 
-pytestmark = [pytest.mark.node, pytest.mark.kube]
+# image build and node start-up happen in the first test's fixture
+pytestmark = [pytest.mark.node, pytest.mark.kube, pytest.mark.timeout(1800)]
 
 STATUS = "k8s.v1.cni.cncf.io/network-status"
 RECORDS = Path("/var/lib/cni/multus/attachments")
@@ -102,6 +103,8 @@ class Install:
 
 @pytest.fixture(scope="module")
 def install(node_kit: NodeKit, host_cni: HostCniDirs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    if NAMESPACE in k("get", "namespaces", "-o", "name"):
+        pytest.fail("namespace multus-system exists: an earlier install was not removed from this cluster")
     node_kit.start_kubelet()
     node_kit.import_image()
     overlay = addon.write_kit_overlay(tmp_path_factory.mktemp("site") / "multus")
@@ -151,6 +154,7 @@ def install(node_kit: NodeKit, host_cni: HostCniDirs, tmp_path_factory: pytest.T
                     addon.uninstall(overlay)
                 except AssertionError as exc:
                     print(f"uninstall after a failure: {exc}", file=sys.stderr)
+                    addon.force_uninstall(overlay)
             subprocess.run(["ip", "link", "delete", bridge_net[:15]], capture_output=True)
 
 
