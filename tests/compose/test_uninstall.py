@@ -223,6 +223,7 @@ def test_running_shim_calls_are_waited_for(tmp_path: Path) -> None:
     shim.write_text(f"#!{sys.executable} -IS\nimport time\ntime.sleep(1.5)\n")
     shim.chmod(0o755)
     proc = subprocess.Popen([str(shim)])
+    stuck: subprocess.Popen[bytes] | None = None
     try:
         time.sleep(0.2)
         assert running_programs(str(shim)) == [proc.pid]
@@ -232,10 +233,17 @@ def test_running_shim_calls_are_waited_for(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 1.0 and not report.kept
         assert proc.poll() is not None or proc.wait(5) is not None
         # bounded: a process that does not end is reported, not waited for forever
+        shim.write_text(f"#!{sys.executable} -IS\nimport time\ntime.sleep(60)\n")
         stuck = subprocess.Popen([str(shim)])
+        seen_by = time.monotonic() + 10
+        while not running_programs(str(shim)) and time.monotonic() < seen_by:
+            time.sleep(0.05)
+        started = time.monotonic()
         wait_quiet(str(shim), 0.5, report)
+        assert time.monotonic() - started < 5
         assert report.kept and "still running" in report.kept[0]
-        stuck.wait(5)
     finally:
-        proc.kill()
-        proc.wait()
+        for process in (proc, stuck):
+            if process is not None:
+                process.kill()
+                process.wait()

@@ -194,3 +194,15 @@ def force_uninstall(overlay: Path) -> None:
         check=False,
         timeout=120,
     )
+
+
+def node_pod_logs(lines: int = 30) -> str:
+    """The node pods' container logs as the kubelet wrote them (no `kubectl logs` on the
+    kit: the API server cannot reach the kubelet), newest pod first, for failure messages."""
+    pods = sorted((NODE_ROOT / "logs" / "pods").glob(f"{NAMESPACE}_multus-*"), key=os.path.getmtime, reverse=True)
+    out = []
+    for pod in pods[:2]:
+        for log in sorted(pod.glob("*/*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {pod.name}/{log.parent.name}/{log.name}\n" + "\n".join(line[:300] for line in tail))
+    return "\n".join(out)

@@ -84,9 +84,12 @@ class Install:
         return dict(json.loads(k("-n", self.namespace, "get", "pod", name, "-o", "json")))
 
     def running(self, name: str, timeout: float = 90) -> dict[str, Any]:
-        return eventually(
-            lambda: (p := self.get(name))["status"].get("phase") == "Running" and p, timeout, f"pod {name} Running"
-        )
+        try:
+            return eventually(
+                lambda: (p := self.get(name))["status"].get("phase") == "Running" and p, timeout, f"pod {name} Running"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nnode pod logs:\n{addon.node_pod_logs()}") from None
 
     def delete(self, *names: str) -> None:
         k("-n", self.namespace, "delete", "pod", *names, "--wait=true", "--timeout=120s", timeout=180)
