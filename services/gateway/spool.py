@@ -50,7 +50,7 @@ async def replay_spool(directory: Path, handle: Callable[[CniRequest], Awaitable
         try:
             body = await asyncio.to_thread(path.read_bytes)
             request = decode_request_body(body)
-            if request.command.upper() != "DEL":
+            if request.command != "DEL":
                 raise cni.CniError(cni.INVALID_ENV, f"spooled request is {request.command!r}, not DEL")
             await handle(request)
         except (cni.CniError, OSError) as err:
