@@ -3,7 +3,7 @@ histograms per CNI command and per delegate, and the DEL spool replay count."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.metrics import LATENCY_BUCKETS
 
@@ -23,4 +23,23 @@ DELEGATE_SECONDS = Histogram(
 )
 SPOOL_REPLAYS = Counter(
     "multus_gateway_del_spool_replays_total", "Spooled DEL requests replayed at start, by outcome", ["outcome"]
+)
+TEARDOWN_FAILURES = Counter(
+    "multus_gateway_delegate_del_failures_total",
+    "Delegate DELs that failed, by whether the attachment had completed ADD (`attached`: the record is kept"
+    " and the DEL fails so the runtime retries) or not (`unconfirmed`: logged, evented, not returned)",
+    ["attachment"],
+)
+CALLS_CANCELLED = Counter(
+    "multus_gateway_cni_calls_cancelled_total",
+    "CNI calls cancelled before they finished, by reason (deadline, superseded, caller_gone)",
+    ["command", "reason"],
+)
+SPOOL_PENDING = Gauge(
+    "multus_gateway_del_spool_pending",
+    "Spooled DELs waiting for replay (pending) or given up and moved to del-spool/dead/ (dead)",
+    ["state"],
+)
+SPOOL_OLDEST_SECONDS = Gauge(
+    "multus_gateway_del_spool_oldest_age_seconds", "Age of the oldest spooled DEL still waiting for replay (0: none)"
 )
