@@ -3,7 +3,7 @@ histograms per CNI command and per delegate, and the DEL spool replay count."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from services.common.metrics import LATENCY_BUCKETS
 
@@ -22,7 +22,9 @@ DELEGATE_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 SPOOL_REPLAYS = Counter(
-    "multus_gateway_del_spool_replays_total", "Spooled DEL requests replayed at start, by outcome", ["outcome"]
+    "multus_gateway_del_spool_replays_total",
+    "Spooled DEL replays, by outcome (replayed, failed: retried with backoff, given_up: moved to dead/)",
+    ["outcome"],
 )
 TEARDOWN_FAILURES = Counter(
     "multus_gateway_delegate_del_failures_total",
@@ -34,12 +36,4 @@ CALLS_CANCELLED = Counter(
     "multus_gateway_cni_calls_cancelled_total",
     "CNI calls cancelled before they finished, by reason (deadline, superseded, caller_gone)",
     ["command", "reason"],
-)
-SPOOL_PENDING = Gauge(
-    "multus_gateway_del_spool_pending",
-    "Spooled DELs waiting for replay (pending) or given up and moved to del-spool/dead/ (dead)",
-    ["state"],
-)
-SPOOL_OLDEST_SECONDS = Gauge(
-    "multus_gateway_del_spool_oldest_age_seconds", "Age of the oldest spooled DEL still waiting for replay (0: none)"
 )

@@ -120,7 +120,7 @@ def test_validate_call_rejects(case: str, env: dict[str, str], code: int) -> Non
 def test_validate_call_extracts_pod_and_extra_args() -> None:
     from services.gateway.request import CniRequest
 
-    call = validate_call(CniRequest(env={**ENV, "CNI_ARGS": ARGS + ";FOO=bar=baz;junk", "CNI_COMMAND": "add"}))
+    call = validate_call(CniRequest(env={**ENV, "CNI_ARGS": ARGS + ";FOO=bar=baz;junk", "CNI_COMMAND": "ADD"}))
     assert call.command == "ADD"
     assert call.pod == PodRef("ns1", "p1", "u1", "c1")
     assert call.extra_args == (("FOO", "bar=baz"),)
