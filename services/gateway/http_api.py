@@ -125,5 +125,4 @@ async def start_unix_site(app: web.Application, socket_path: str) -> web.AppRunn
         await site.start()
     finally:
         os.umask(old_umask)
-    os.chmod(socket_path, 0o600)
     return runner
