@@ -3,6 +3,8 @@ error parsing, the operator guard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from services.common import cni
@@ -229,7 +231,7 @@ def test_caller_policy(
     case: str, peer: PeerCred | None, marker: str, command: str, allow: bool, ok: bool
 ) -> None:
     policy = CallerPolicy(gateway_uid=GATEWAY_UID, allow_operator_exec=allow, operator_uid=0, operator_gid=OPS_GID)
-    checks = [lambda: policy.check_exec(peer, marker, command)]
+    checks: list[Callable[[], None]] = [lambda: policy.check_exec(peer, marker, command)]
     if command != "VERSION":
         checks += [lambda: policy.check_delete(peer, marker), lambda: policy.check_route_change(peer, marker)]
     for check in checks:
