@@ -112,14 +112,18 @@ class ServiceServer:
 
 
 def _prepare_socket_path(path: str, group: str = "") -> None:
-    # With a group, the directory lets that group reach the sockets (0750); else owner only.
+    # With a group, every service of the node creates its own socket here: group-writable
+    # and sticky (1770: none removes another's), as compose/prepare_node.py makes it.
+    # Without one, owner only.
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o750 if group else 0o700, exist_ok=True)
-    if group:
-        with contextlib.suppress(PermissionError):  # a directory another service made first
-            if os.stat(directory).st_gid != socket_gid(group):
-                os.chown(directory, -1, socket_gid(group))
-            os.chmod(directory, 0o750)
+    mode = 0o1770 if group else 0o700
+    os.makedirs(directory, mode=mode, exist_ok=True)
+    st = os.stat(directory)
+    if group and st.st_uid == os.geteuid():  # only its owner may fix it
+        if st.st_gid != socket_gid(group):
+            os.chown(directory, -1, socket_gid(group))
+        if st.st_mode & 0o7777 != mode:
+            os.chmod(directory, mode)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a stale socket from a previous run
 
