@@ -163,8 +163,8 @@ def test_split_privileges_runs_gateway_cache_certs_as_non_root_and_attaches(tmp_
             socket = str(Path(inst.config["socketDir"]) / "multus.sock")
             cid = new_container_id()
             with netns("split") as ns:
-                status, body = http_call(socket, "POST", "/cni", _body("ADD", cid, ns.path))
-                assert status == 200, body
+                code, body = http_call(socket, "POST", "/cni", _body("ADD", cid, ns.path))
+                assert code == 200, body
                 assert http_call(socket, "POST", "/cni", _body("DEL", cid, ns.path))[0] == 200
             assert [c["command"] for c in recorded_calls(rec)] == ["ADD", "DEL"]
         finally:
