@@ -221,10 +221,18 @@ def config_from_dict(raw: dict[str, Any]) -> DaemonConfig:
         name = _KEY_ALIASES.get(key, _snake(key))
         if name not in known or name == "raw":
             continue
-        if name == "metrics_port":
-            values[name] = None if value is None else int(value)
-            continue
-        values[name] = _coerce(name, value, getattr(defaults, name))
+        try:
+            if name == "metrics_port":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise ConfigError(f"{key}: expected a port number")
+                values[name] = value
+                continue
+            values[name] = _coerce(name, value, getattr(defaults, name))
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            # A value of the wrong shape deep inside (servicePorts, perNodeCertificate, ...).
+            raise ConfigError(f"{key}: {exc}") from exc
     config = DaemonConfig(raw=dict(raw), **values)
     validate_bounds(config)
     return config

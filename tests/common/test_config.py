@@ -126,3 +126,19 @@ def test_bounds_that_would_break_a_promise_are_refused(raw: dict[str, Any]) -> N
     """A whole-call deadline at or above the shim's 110 s wait would let the shim give up first."""
     with pytest.raises(ConfigError):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"metricsPort": []},
+        {"metricsPort": "../../etc/passwd"},
+        {"servicePorts": {"gateway": {"healthPort": "x"}}},
+        {"servicePorts": {"gateway": {"healthPort": []}}},
+    ],
+    ids=str,
+)
+def test_a_value_of_the_wrong_shape_is_a_config_error(raw: dict[str, Any]) -> None:
+    """Found by the fuzz suite: these were a bare ValueError/TypeError (a traceback at start)."""
+    with pytest.raises(ConfigError):
+        config_from_dict(raw)
