@@ -35,7 +35,7 @@ WIRE_NASTY = [n for n in NASTY if not any(0xD800 <= ord(c) <= 0xDFFF for c in n)
 
 
 def wire_text(max_size: int) -> st.SearchStrategy[str]:
-    return st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=max_size)
+    return st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=max_size)
 
 
 EXPECTED_REFUSALS = {
