@@ -171,7 +171,8 @@ class FaultNode:
                 environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
             except OSError:
                 continue
-            if b"CNI_CONTAINERID=" in environ and any(f"CNI_CONTAINERID={c}".encode() in environ for c in container_ids):
+            ours = (f"CNI_CONTAINERID={c}".encode() for c in container_ids)
+            if b"CNI_CONTAINERID=" in environ and any(marker in environ for marker in ours):
                 found.append(f"plugin process left: {proc.pid} {proc.cmdline[:2]}")
         return found
 
