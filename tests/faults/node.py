@@ -146,7 +146,7 @@ class FaultNode:
     def wait_spool_drained(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.spool_dir.exists() or not [p for p in self.spool_dir.glob("*.json")]:
+            if not [p for p in self.spool_dir.glob("*.json") if not p.name.startswith(".")]:
                 return
             time.sleep(0.2)
         raise AssertionError(f"spooled DELs not replayed: {sorted(p.name for p in self.spool_dir.glob('*.json'))}")
@@ -154,7 +154,9 @@ class FaultNode:
     def leaks(self, container_ids: set[str]) -> list[str]:
         found: list[str] = []
         for cid in sorted(container_ids):
-            records = [p.name for p in (self.records_dir / cid).glob("*.json")] if self.records_dir.exists() else []
+            directory = self.records_dir / cid
+            # Rolled-back marks (.add-abandoned.json) are not records: nothing is attached.
+            records = [p.name for p in directory.glob("*.json") if not p.name.startswith(".")]
             if records:
                 found.append(f"records of {cid}: {records}")
         for network in self.ipam_dir.glob("*"):
