@@ -37,7 +37,7 @@ from tests.support.log_scan import PLANTED_SECRETS
 
 pytestmark = pytest.mark.faults
 
-FUZZ_EXAMPLES = int(os.environ.get("MULTUS_FUZZ_EXAMPLES", "300"))
+FUZZ_EXAMPLES = int(os.environ.get("MULTUS_FUZZ_EXAMPLES", "500"))
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
