@@ -1,7 +1,7 @@
 """Read-only facts about the running gateway for operators (Gateway/GetGatewayStatus,
 multusctl status), and the spooled-DEL gauge Prometheus reads at scrape time:
 DELs the shim spooled while the gateway was unreachable and that are still
-waiting (replayed at the next start; one that keeps failing stays)."""
+waiting (replayed in the background with backoff; docs/reliability.md)."""
 
 from __future__ import annotations
 
