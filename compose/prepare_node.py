@@ -8,8 +8,8 @@ services start, with the host paths mounted where the services see them:
 | path (daemon config) | owner | mode | why |
 |---|---|---|---|
 | `runDir` | root:group | 0750 | the services reach `grpc/` and their own state |
-| `runDir/grpc` | root:group | 1770 | each service creates its own socket; sticky: none removes another's |
-| `runDir/cache` | cache | 0700 | the cache's state and queued network-status writes |
+| `runDir/grpc` | root:group | 1770 | each service its own socket; sticky (stale ones are removed here) |
+| `runDir/cache` (recursively) | cache | 0700 | the cache's state and queued network-status writes |
 | `socketDir`, `socketDir/del-spool` | gateway | 0700 | `multus.sock` and the DEL spool (the shim is root) |
 | `cniDir` (recursively) | gateway | 0700 | attachment records; upstream's scratch cache it migrates |
 | `deviceInfoDir/cni` | gateway | 0755 | per-attachment device-info files the delegates read |
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import errno
 import os
+import stat
 import struct
 import sys
 from collections.abc import Sequence
@@ -54,14 +55,17 @@ class Step:
     recursive: bool = False
     acl_writer: int = -1  # a uid given rwx on the directory through a POSIX ACL
     files_named: str = ""  # with recursive: only entries whose name starts with this
+    # Stale sockets of a previous run go: in a sticky directory a service could not
+    # remove another owner's (a root-owned one from before the split, say).
+    remove_sockets: bool = False
 
 
 def prepare_plan(config: DaemonConfig, ids: Identities) -> list[Step]:
     run_dir = config.run_dir
     steps = [
         Step(run_dir, ROOT, ids.group, 0o750),
-        Step(os.path.join(run_dir, "grpc"), ROOT, ids.group, 0o1770),
-        Step(os.path.join(run_dir, "cache"), ids.cache, ids.group, 0o700),
+        Step(os.path.join(run_dir, "grpc"), ROOT, ids.group, 0o1770, remove_sockets=True),
+        Step(os.path.join(run_dir, "cache"), ids.cache, ids.group, 0o700, recursive=True),
         Step(config.socket_dir.rstrip("/") or "/", ids.gateway, ids.group, 0o700),
         Step(os.path.join(config.socket_dir, "del-spool"), ids.gateway, ids.group, 0o700, recursive=True),
         Step(config.cni_dir, ids.gateway, ids.group, 0o700, recursive=True),
@@ -124,6 +128,10 @@ def apply(steps: Sequence[Step], ids: Identities, out: list[str]) -> None:
             continue
         os.makedirs(step.path, mode=0o700, exist_ok=True)
         _own(step.path, step)
+        if step.remove_sockets:
+            for entry in os.scandir(step.path):
+                if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                    os.unlink(entry.path)
         if step.recursive:
             for top, dirs, files in os.walk(step.path):
                 for name in dirs + files:

@@ -5,6 +5,7 @@ real to a tree under /tmp, then checked by processes running as those uids."""
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -57,6 +58,10 @@ def test_applied_each_uid_writes_only_where_it_should() -> None:
         cni_conf.chmod(0o755)
         (root / "var/log/multus").mkdir(parents=True)
         (root / "var/log/multus/gateway.log").write_text("from a root run\n")
+        stale = root / "run/multus-grpc/grpc/gateway.sock"  # a root-owned socket from before the split
+        stale.parent.mkdir(parents=True)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(stale))
         args = ["--config", str(config_path), "--cache-uid", str(IDS.cache), "--certs-uid", str(IDS.certs)]
         assert main(args) == 0
         # root's own view of the result
@@ -64,6 +69,7 @@ def test_applied_each_uid_writes_only_where_it_should() -> None:
         assert (root / "var/lib/cni/multus").stat().st_uid == IDS.gateway
         assert (root / "var/log/multus/gateway.log").stat().st_uid == IDS.gateway
         assert cni_conf.stat().st_uid == 0
+        assert not stale.exists()
 
         def can_write(uid: int, path: Path) -> bool:
             code = f"open({str(path / 'probe')!r}, 'w').write('x')"
