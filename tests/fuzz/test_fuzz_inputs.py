@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.gateway.fakes import make_node, plugin_conf
 from tests.shim.fake_daemon import Answer, FakeDaemon
 from tests.support import fault_report
 from tests.support.log_scan import PLANTED_SECRETS
+from tests.support.logging_state import restored_logging
 
 pytestmark = pytest.mark.faults
 
@@ -159,13 +161,16 @@ def body_strategy() -> st.SearchStrategy[bytes]:
     return st.one_of(structured, st.binary(max_size=300), json_value.map(lambda v: json.dumps(v).encode()))
 
 
-def logged_to(path: Path) -> None:
-    """Log as the services do (redaction included) into `path`: the suite scans it."""
-    setup_logging("gateway", "debug", str(path), to_stderr=False)
+@pytest.fixture
+def gateway_log(tmp_path: Path) -> Iterator[Path]:
+    """Log as the services do (redaction included) into a file the suite scans."""
+    path = tmp_path / "logs" / "gateway.log"
+    with restored_logging():
+        setup_logging("gateway", "debug", str(path), to_stderr=False)
+        yield path
 
 
-def test_fuzz_gateway_http_body(tmp_path: Path) -> None:
-    logged_to(tmp_path / "logs" / "gateway.log")
+def test_fuzz_gateway_http_body(tmp_path: Path, gateway_log: Path) -> None:
     root = tmp_path / "node"
     node = make_node(root)
     node.cluster.add_nad("net-a", plugin_conf("net-a"))
@@ -256,8 +261,7 @@ def test_fuzz_daemon_config() -> None:
     run()
 
 
-def test_fuzz_nad_configs_through_add(tmp_path: Path) -> None:
-    logged_to(tmp_path / "logs" / "gateway.log")
+def test_fuzz_nad_configs_through_add(tmp_path: Path, gateway_log: Path) -> None:
     node = make_node(tmp_path / "node")
 
     @FUZZ
