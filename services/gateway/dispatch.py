@@ -30,6 +30,19 @@ log = get_logger(__name__)
 FINISH_WITHOUT_CALLER = frozenset({"DEL"})
 
 
+def _log_orphan(call: CniCall, task: asyncio.Task[dict[str, Any] | None]) -> None:
+    """How a call whose caller went away ended (nobody else hears it)."""
+    error = None if task.cancelled() else task.exception()
+    if task.cancelled() or error is not None:
+        log.warning(
+            f"{call.command} finished after its caller left, with an error",
+            container_id=call.container_id,
+            error=str(error) if error else "cancelled",
+        )
+    else:
+        log.info(f"{call.command} finished after its caller left", container_id=call.container_id)
+
+
 class Dispatcher:
     def __init__(self, service: CniService, *, deadline: float | None = None) -> None:
         self._service = service
@@ -83,6 +96,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             if call.command in FINISH_WITHOUT_CALLER:
                 log.info(f"caller gone; {call.command} goes on")
+                task.add_done_callback(lambda t: _log_orphan(call, t))
             else:
                 CALLS_CANCELLED.labels(call.command, "caller_gone").inc()
                 log.warning(f"caller gone; {call.command} cancelled")
