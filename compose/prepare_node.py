@@ -114,6 +114,25 @@ def grant_writer(path: str, uid: int, fallback_gid: int) -> str:
     return f"group {fallback_gid} rwx (no ACL support)"
 
 
+def revoke_writers(path: str) -> str:
+    """Undo grant_writer (uninstall): drop the access ACL as `setfacl -b` does, the
+    group bits going back to the owning group's own entry (the mask showed there)."""
+    try:
+        blob = os.getxattr(path, "system.posix_acl_access")
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOTSUP):
+            return ""
+        raise
+    entries = [struct.unpack_from("<HHI", blob, offset) for offset in range(4, len(blob), 8)]
+    if not any(tag == _USER for tag, _, _ in entries):
+        return ""
+    group_obj = next(perm for tag, perm, _ in entries if tag == _GROUP_OBJ)
+    mode = os.stat(path).st_mode & 0o7777
+    os.removexattr(path, "system.posix_acl_access")
+    os.chmod(path, (mode & ~0o070) | (group_obj << 3))
+    return f"{path}: ACL removed"
+
+
 def apply(steps: Sequence[Step], ids: Identities, out: list[str]) -> None:
     for step in steps:
         if step.acl_writer >= 0:
