@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.common.config import DEFAULT_CONFIG_PATH, ConfigError, DaemonConfig, load_config
+from services.common.grpc_server import socket_gid
 
 ROOT = 0
 
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     group = opts.group
     if group is None:
-        group = int(config.grpc_socket_group) if config.grpc_socket_group.isdigit() else defaults.group
+        group = socket_gid(config.grpc_socket_group) if config.grpc_socket_group else defaults.group
     gateway = opts.gateway_uid if opts.gateway_uid is not None else (config.gateway_uid or defaults.gateway)
     ids = Identities(gateway, opts.cache_uid, opts.certs_uid, group)
     done: list[str] = []

@@ -133,9 +133,10 @@ def service_argv(service: str, passthrough: Sequence[str], interpreter: str = ""
 def split_credentials(config: DaemonConfig) -> dict[str, tuple[int, int]]:
     """(uid, gid) per non-root service under --split-privileges (the DaemonSet's)."""
     from compose.prepare_node import Identities
+    from services.common.grpc_server import socket_gid
 
     defaults = Identities()
-    group = int(config.grpc_socket_group) if config.grpc_socket_group.isdigit() else defaults.group
+    group = socket_gid(config.grpc_socket_group) if config.grpc_socket_group else defaults.group
     return {
         "gateway": (config.gateway_uid or defaults.gateway, group),
         "cache": (defaults.cache, group),

@@ -95,7 +95,11 @@ OUR_KEYS: tuple[KeyDoc, ...] = (
         "every service (and the supervisor) writes its JSON log to `<logDir>/<service>.log`, rotated per "
         "`logOptions`; `multusctl logs` reads them",
     ),
-    KeyDoc("grpcSocketGroup", "grpc_socket_group", "socket mode 0660 with this group instead of 0600"),
+    KeyDoc(
+        "grpcSocketGroup",
+        "grpc_socket_group",
+        "socket mode 0660 with this group (a name or a gid) instead of 0600; the shipped manifests: `10000`",
+    ),
     KeyDoc(
         "servicePorts",
         "service_ports",
