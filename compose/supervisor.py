@@ -4,6 +4,11 @@ restarts one that dies (with backoff), and stops them all cleanly.
 Start order is certs (credentials) -> cache (needs credentials) -> executor ->
 gateway (needs cache and executor); stop order is the reverse, so the gateway
 drains in-flight CNI requests while its peers are still up.
+
+With `--split-privileges` it runs gateway, cache and certs as the DaemonSet does
+(their own non-root uids, the sockets' group; compose/prepare_node.py first
+gives them their paths), the executor staying root. The interpreter must be
+one those uids may run (`--interpreter`; a virtualenv under /root is not).
 """
 
 from __future__ import annotations
@@ -64,13 +69,22 @@ class SupervisedService:
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    credentials: tuple[int, int] | None = None  # (uid, gid) to run as; None: the supervisor's
     _stopping: bool = False
 
     async def spawn(self) -> None:
         stderr: IO[bytes] | None = self.log_file.open("ab") if self.log_file else None
+        # uid/gid are set by Popen itself after fork (no preexec_fn); None keeps the supervisor's.
+        uid, gid = self.credentials if self.credentials is not None else (None, None)
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.DEVNULL, stderr=stderr, start_new_session=True
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                user=uid,
+                group=gid,
+                extra_groups=[] if uid is not None else None,
             )
         finally:
             if stderr is not None:
@@ -112,8 +126,32 @@ class SupervisedService:
         log.info("service stopped", child=self.name, exit_code=proc.returncode)
 
 
-def service_argv(service: str, passthrough: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", f"services.{service}", *passthrough]
+def service_argv(service: str, passthrough: Sequence[str], interpreter: str = "") -> list[str]:
+    return [interpreter or sys.executable, "-m", f"services.{service}", *passthrough]
+
+
+def split_credentials(config: DaemonConfig) -> dict[str, tuple[int, int]]:
+    """(uid, gid) per non-root service under --split-privileges (the DaemonSet's)."""
+    from compose.prepare_node import Identities
+    from services.common.grpc_server import socket_gid
+
+    defaults = Identities()
+    group = socket_gid(config.grpc_socket_group) if config.grpc_socket_group else defaults.group
+    return {
+        "gateway": (config.gateway_uid or defaults.gateway, group),
+        "cache": (defaults.cache, group),
+        "certs": (defaults.certs, group),
+    }
+
+
+def prepare_split(config: DaemonConfig) -> None:
+    from compose.prepare_node import Identities, apply, prepare_plan
+
+    creds = split_credentials(config)
+    ids = Identities(creds["gateway"][0], creds["cache"][0], creds["certs"][0], creds["gateway"][1])
+    done: list[str] = []
+    apply(prepare_plan(config, ids), ids, done)
+    log.info("node paths prepared for the privilege split", steps=done)
 
 
 def passthrough_flags(args: argparse.Namespace) -> list[str]:
@@ -145,15 +183,28 @@ async def supervise(
     log_dir: Path | None,
     start_timeout: float,
     grace: float,
+    *,
+    split: bool = False,
+    interpreter: str = "",
 ) -> int:
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
+    credentials: dict[str, tuple[int, int]] = {}
+    if split:
+        if not config.grpc_socket_group:
+            raise ConfigError("--split-privileges needs grpcSocketGroup (the group the services share)")
+        prepare_split(config)
+        credentials = split_credentials(config)
+        if log_dir:
+            os.chown(log_dir, -1, credentials["gateway"][1])
+            log_dir.chmod(0o1770)
     supervised = [
         SupervisedService(
             name,
-            service_argv(name, passthrough),
+            service_argv(name, passthrough, interpreter),
             config.grpc_socket(name),
             log_file=stderr_file(config, log_dir, name),
+            credentials=credentials.get(name),
         )
         for name in START_ORDER
         if name in services
@@ -196,6 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, help="write each service's log to <dir>/<service>.log")
     parser.add_argument("--start-timeout", type=float, default=30.0, help="seconds to wait for each service")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds a service gets to stop on SIGTERM")
+    parser.add_argument(
+        "--split-privileges",
+        action="store_true",
+        help="run gateway, cache and certs as non-root uids (the DaemonSet's); needs grpcSocketGroup",
+    )
+    parser.add_argument("--interpreter", default="", help="the Python that runs the services (default: this one)")
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
@@ -213,9 +270,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.log_options,
         to_stderr=config.log_to_stderr,
     )
-    return asyncio.run(
-        supervise(config, services, passthrough_flags(args), args.log_dir, args.start_timeout, args.grace)
-    )
+    try:
+        return asyncio.run(
+            supervise(
+                config,
+                services,
+                passthrough_flags(args),
+                args.log_dir,
+                args.start_timeout,
+                args.grace,
+                split=args.split_privileges,
+                interpreter=args.interpreter,
+            )
+        )
+    except ConfigError as exc:
+        print(f"multus-supervisor: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

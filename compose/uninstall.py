@@ -5,7 +5,8 @@ on nodes labelled `multus.cni.io/uninstall=true`, with the host's root mounted
 at `--host-root`, or directly on a host (`--host-root /`). Secrets first (the
 delegates' token kubeconfig, the node's client key and certificates), then the
 CNI config the config manager wrote (only if it is still ours), the shim
-(only if it is our launcher), sockets, the DEL spool, attachment records and
+(only if it is our launcher), the gateway's write access to the CNI config
+dir (multus-prepare-node's ACL), sockets, the DEL spool, attachment records and
 device-info files; then every directory the DaemonSet's mounts created, each
 only if empty (what an operator put there stays, and is reported).
 
@@ -17,6 +18,7 @@ as the host would (services/common/rootfs.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from compose.prepare_node import revoke_writers
 from services.common.config import DEFAULT_CONFIG_PATH, SERVICES, ConfigError, DaemonConfig, load_config
 from services.common.rootfs import resolve_in_root
 from services.gateway import config_manager
@@ -64,7 +67,8 @@ PROTECTED = frozenset(
 class Step:
     """One thing to remove. kind: "files" (names matching `patterns` in `path`),
     "file" (the file `path`, when `owned` says it is ours), "config" (the config
-    manager's CNI config), "quiesce" (wait until no process runs the program `path`),
+    manager's CNI config), "acl" (the access ACL multus-prepare-node gave the
+    directory `path`), "quiesce" (wait until no process runs the program `path`),
     "prune" (the directory `path`, then its parents, while empty)."""
 
     kind: str
@@ -96,6 +100,7 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         Step("files", cert_dir, "the node's client key, certificates and kubeconfig", CERT_FILES),
         # then what makes the runtime call us: no new shim starts after these two
         Step("config", config.cni_config_dir, "00-multus.conf, if the config manager still owns it"),
+        Step("acl", config.cni_config_dir, "the gateway's write access (multus-prepare-node's ACL)"),
         Step("file", shim, "the shim, if it is our launcher", owned=is_our_shim),
         # a shim already running (a DEL waiting for the gateway that just left) would
         # spool its DEL into socketDir after we removed it: let those finish first
@@ -194,6 +199,10 @@ def apply(plan: Sequence[Step], config: DaemonConfig, host_root: str, quiesce: f
             report.removed += config_manager.cleanup(rebased)
         elif step.kind == "quiesce":
             wait_quiet(step.path, quiesce, report)
+        elif step.kind == "acl":
+            with contextlib.suppress(FileNotFoundError):
+                if done := revoke_writers(where):
+                    report.removed.append(done)
         elif step.kind == "prune":
             _prune(canonical(host_root, step.path), host_root, protected, step, report)
     return report

@@ -70,7 +70,7 @@ RESPONSE_TIMEOUT_ENV = "MULTUS_SHIM_RESPONSE_TIMEOUT"
 # room for the ADD itself.
 DEFAULT_READY_TIMEOUT = 60.0
 # DEL that cannot reach the gateway is spooled and replayed by the gateway
-# before it reports ready, so waiting longer only delays pod termination;
+# as soon as it is back, so waiting longer only delays pod termination;
 # 15 s rides out a plain container restart of the gateway.
 DEFAULT_DEL_TIMEOUT = 15.0
 # Bound on one answered request (the gateway bounds its delegates itself);

@@ -170,6 +170,13 @@ RBAC_SEEN: list[RecordedRequest] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.support import fault_report
+
+    if fault_report.FIGURES:
+        fault_report.write()
+        terminalreporter.write_line(f"fault and fuzz figures (also in {fault_report.REPORT}):")
+        for line in fault_report.lines():
+            terminalreporter.write_line(line)
     used = sorted(
         {
             f"{p.verb} {p.full_resource} ({p.group or 'core'})"

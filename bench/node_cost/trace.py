@@ -116,8 +116,8 @@ def dump_state(path: str) -> None:
         json.dump(state, fh, indent=1)
 
 
-def traced_argv(service: str, passthrough: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "bench.node_cost.trace", service, *passthrough]
+def traced_argv(service: str, passthrough: Sequence[str], interpreter: str = "") -> list[str]:
+    return [interpreter or sys.executable, "-m", "bench.node_cost.trace", service, *passthrough]
 
 
 def main() -> None:

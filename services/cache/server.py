@@ -15,6 +15,7 @@ from services.cache.cache import Bounds, Cache
 from services.cache.servicer import CacheServicer
 from services.cache.source import ClusterSource
 from services.cache.stats_metrics import CacheStateCollector
+from services.cache.status_journal import StatusJournal
 from services.cache.status_writer import StatusWriter
 from services.common.config import DaemonConfig, node_name
 from services.common.grpc_server import start_configured_service
@@ -43,7 +44,9 @@ def make_source(config: DaemonConfig) -> ClusterSource:
 
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
     source = make_source(config)
-    writer = StatusWriter(source.write_network_status, source.emit_event)
+    writer = StatusWriter(
+        source.write_network_status, source.emit_event, journal=StatusJournal(config.status_queue_dir)
+    )
     cache = Cache(source, writer, Bounds(pod_wait_ms=config.pod_wait_ms, status_wait_ms=config.status_write_wait_ms))
     register_collector("cache-state", CacheStateCollector(cache.stats))
 
@@ -53,6 +56,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
 
     svc = await start_configured_service("cache", config, register)
     await source.start()
+    await writer.resume()  # writes a previous run queued (the worker waits out an unreachable API)
 
     async def report_synced() -> None:
         await source.wait_synced()

@@ -1,7 +1,10 @@
 """network-status write-back: the caller waits a bounded time, and a write not
 delivered by then stays queued and is retried in the background until it is
 delivered or the pod is gone. A newer write for the same pod supersedes a
-queued one. (Upstream fails the ADD instead; see docs/cache.md.)"""
+queued one. A write the caller stopped waiting for is kept on disk
+(services/cache/status_journal.py) before the caller hears "queued", and queued
+again at the next start, so a cache restart loses none. (Upstream fails the
+ADD instead; see docs/cache.md.)"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from services.cache import metrics
 from services.cache.errors import PodGone, SourceUnavailable
 from services.cache.objects import Key
 from services.cache.source import PodEvent, StatusWrite
+from services.cache.status_journal import StatusJournal
 from services.common.backoff import backoff_delay
 from services.common.logs import get_logger
 
@@ -49,7 +53,12 @@ class StatusWriter:
         *,
         backoff_base: float = 0.2,
         backoff_cap: float = 30.0,
+        journal: StatusJournal | None = None,
     ) -> None:
+        self._journal = journal
+        # Pods written since start and before resume(): newer than anything on disk.
+        self._submitted: set[Key] = set()
+        self._resumed = journal is None
         self._deliver = deliver
         self._emit = emit
         self._backoff_base = backoff_base
@@ -58,8 +67,7 @@ class StatusWriter:
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._events: set[asyncio.Task[None]] = set()
 
-    async def submit(self, write: StatusWrite, wait: float) -> WriteResult:
-        """Queue a write and wait up to `wait` seconds for its delivery."""
+    def _queue(self, write: StatusWrite) -> _Job:
         job = _Job(write, asyncio.get_running_loop().create_future())
         previous = self._jobs.get(write.key)
         self._jobs[write.key] = job
@@ -68,10 +76,40 @@ class StatusWriter:
         if write.key not in self._workers:
             self._workers[write.key] = asyncio.create_task(self._work(write.key))
         metrics.STATUS_QUEUED.set(len(self._jobs))
+        return job
+
+    async def resume(self) -> int:
+        """Queue again the writes a previous run kept on disk; returns how many."""
+        if self._journal is None:
+            return 0
+        writes = await asyncio.to_thread(self._journal.load)
+        for write in writes:
+            if write.key not in self._submitted:  # a write submitted since start is newer
+                self._queue(write).caller_gave_up = True
+        self._resumed = True
+        self._submitted.clear()
+        if writes:
+            log.info("queued network-status writes resumed", count=len(writes))
+        return len(writes)
+
+    async def submit(self, write: StatusWrite, wait: float) -> WriteResult:
+        """Queue a write and wait up to `wait` seconds for its delivery."""
+        if not self._resumed:
+            self._submitted.add(write.key)
+        job = self._queue(write)
         try:
             outcome = await asyncio.wait_for(asyncio.shield(job.done), wait)
         except TimeoutError:
             job.caller_gave_up = True
+            if self._journal is not None and self._jobs.get(write.key) is job:
+                try:
+                    await asyncio.to_thread(self._journal.save, write)
+                except (OSError, ValueError) as exc:
+                    # The caller must not believe in a write a restart would lose: fail it.
+                    log.error("cannot keep a queued network-status write on disk", error=str(exc))
+                    return WriteResult(False, f"not written within {wait:.1f}s and not kept: {exc}")
+                if job.done.done():  # delivered while the file was being written
+                    await asyncio.to_thread(self._journal.remove, write.key)
             return WriteResult(False, f"not written within {wait:.1f}s; queued for background retry")
         if outcome == POD_GONE:
             return WriteResult(False, f"pod {write.namespace}/{write.name} is gone; network-status not written")
@@ -111,6 +149,8 @@ class StatusWriter:
     def _finish(self, key: Key, job: _Job, outcome: str) -> None:
         if self._jobs.get(key) is job:
             del self._jobs[key]
+            if self._journal is not None and job.caller_gave_up:
+                self._forget(key)
         metrics.STATUS_QUEUED.set(len(self._jobs))
         metrics.STATUS_WRITES.labels(outcome).inc()
         if not job.done.done():
@@ -129,6 +169,15 @@ class StatusWriter:
             task = asyncio.create_task(self._emit_quietly(event))
             self._events.add(task)  # a reference until it has run
             task.add_done_callback(self._events.discard)
+
+    def _forget(self, key: Key) -> None:
+        async def remove() -> None:
+            if self._journal is not None and key not in self._jobs:  # not re-queued meanwhile
+                await asyncio.to_thread(self._journal.remove, key)
+
+        task = asyncio.create_task(remove())
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
 
     async def _emit_quietly(self, event: PodEvent) -> None:
         try:

@@ -54,8 +54,11 @@ def issued_from_name(name: str) -> float | None:
 class CertificateStore:
     """The files in certDir (the layout of upstream's certificate file store)."""
 
-    def __init__(self, cert_dir: str) -> None:
+    def __init__(self, cert_dir: str, *, group_readable: bool = False) -> None:
+        # With the privilege split the cache (another uid, same group) reads the node's
+        # credentials through the kubeconfig here: 0640 then, else owner-only.
         self.cert_dir = cert_dir
+        self.file_mode = 0o640 if group_readable else 0o600
         self.current_path = os.path.join(cert_dir, CURRENT)
         self.kubeconfig_path = os.path.join(cert_dir, NODE_CLIENT_KUBECONFIG)
 
@@ -82,7 +85,7 @@ class CertificateStore:
         """Write the timestamped file, then swing multus-client-current.pem to it in one rename."""
         name = timestamp_name(issued)
         path = os.path.join(self.cert_dir, name)
-        write_atomic(path, cert_pem + key_pem, 0o600)
+        write_atomic(path, cert_pem + key_pem, self.file_mode)
         link_tmp = os.path.join(self.cert_dir, f".{CURRENT}.{os.getpid()}")
         if os.path.lexists(link_tmp):
             os.unlink(link_tmp)
@@ -92,7 +95,9 @@ class CertificateStore:
         return path
 
     def write_kubeconfig(self, endpoint: kubeconfig.ApiEndpoint) -> None:
-        write_atomic(self.kubeconfig_path, kubeconfig.render_client_certificate(endpoint, CURRENT, CURRENT))
+        write_atomic(
+            self.kubeconfig_path, kubeconfig.render_client_certificate(endpoint, CURRENT, CURRENT), self.file_mode
+        )
 
 
 @dataclass(frozen=True)

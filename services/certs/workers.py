@@ -31,7 +31,8 @@ def api_workers(
             bootstrap_kubeconfig=pnc.bootstrap_kubeconfig,
             duration_seconds=int(schedule.parse_duration(pnc.cert_duration)),
         )
-        rotator = NodeCertificateRotator(settings, CertificateStore(pnc.cert_dir), ledger, clock, rng)
+        store = CertificateStore(pnc.cert_dir, group_readable=bool(cfg.grpc_socket_group))
+        rotator = NodeCertificateRotator(settings, store, ledger, clock, rng)
         jobs.append(rotator.run())
     if cfg.delegate_service_account:
         token_settings = DelegateTokenSettings(

@@ -92,6 +92,19 @@ class DaemonConfig:
     pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
     device_plugin_checkpoint: str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"
     device_info_dir: str = "/var/run/k8s.cni.cncf.io/devinfo"
+    # Whole-call deadline of one CNI call in the gateway (docs/reliability.md): below the
+    # shim's 110 s response timeout with room for the rollback answer (CALL_ANSWER_GRACE).
+    cni_call_timeout_seconds: float = 90.0
+    # DEL spool (services/gateway/spool.py): readiness hold, retry backoff cap, bounds.
+    spool_readiness_hold_seconds: float = 20.0
+    spool_retry_max_seconds: float = 300.0
+    spool_max_entries: int = 1000
+    spool_max_age_seconds: float = 86400.0
+    # Privilege split (docs/reliability.md): the executor gives node-changing calls only
+    # to the gateway's uid and, with executorAllowOperatorExec, to this operator uid/gid.
+    gateway_uid: int = 0
+    executor_operator_uid: int = 0
+    executor_operator_gid: int = -1
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- derived paths ---
@@ -124,6 +137,11 @@ class DaemonConfig:
     @property
     def records_dir(self) -> str:
         return os.path.join(self.cni_dir, "attachments")
+
+    @property
+    def status_queue_dir(self) -> str:
+        """The cache's queued network-status writes, kept across its restarts."""
+        return os.path.join(self.run_dir, "cache", "status-queue")
 
     @property
     def delegate_kubeconfig_path(self) -> str:
@@ -203,11 +221,45 @@ def config_from_dict(raw: dict[str, Any]) -> DaemonConfig:
         name = _KEY_ALIASES.get(key, _snake(key))
         if name not in known or name == "raw":
             continue
-        if name == "metrics_port":
-            values[name] = None if value is None else int(value)
-            continue
-        values[name] = _coerce(name, value, getattr(defaults, name))
-    return DaemonConfig(raw=dict(raw), **values)
+        try:
+            if name == "metrics_port":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise ConfigError(f"{key}: expected a port number")
+                values[name] = value
+                continue
+            values[name] = _coerce(name, value, getattr(defaults, name))
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            # A value of the wrong shape deep inside (servicePorts, perNodeCertificate, ...).
+            raise ConfigError(f"{key}: {exc}") from exc
+    config = DaemonConfig(raw=dict(raw), **values)
+    validate_bounds(config)
+    return config
+
+
+# The shim waits 110 s for an answer (shim/multus_shim.py DEFAULT_RESPONSE_TIMEOUT); the
+# gateway answers within cniCallTimeoutSeconds plus this grace for a rollback.
+CALL_ANSWER_GRACE = 10.0
+SHIM_RESPONSE_TIMEOUT = 110.0
+
+
+def validate_bounds(config: DaemonConfig) -> None:
+    """Values that would break a promise made elsewhere are refused at start."""
+    if not 1.0 <= config.cni_call_timeout_seconds <= SHIM_RESPONSE_TIMEOUT - CALL_ANSWER_GRACE - 1.0:
+        raise ConfigError(
+            f"cniCallTimeoutSeconds: must be between 1 and {SHIM_RESPONSE_TIMEOUT - CALL_ANSWER_GRACE - 1.0:.0f} "
+            f"(the shim waits {SHIM_RESPONSE_TIMEOUT:.0f} s for an answer)"
+        )
+    for name, value in (
+        ("spoolReadinessHoldSeconds", config.spool_readiness_hold_seconds),
+        ("spoolRetryMaxSeconds", config.spool_retry_max_seconds),
+        ("spoolMaxAgeSeconds", config.spool_max_age_seconds),
+    ):
+        if value < 0:
+            raise ConfigError(f"{name}: must be >= 0")
+    if config.spool_max_entries < 1:
+        raise ConfigError("spoolMaxEntries: must be >= 1")
 
 
 def load_config(

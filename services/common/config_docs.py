@@ -95,7 +95,11 @@ OUR_KEYS: tuple[KeyDoc, ...] = (
         "every service (and the supervisor) writes its JSON log to `<logDir>/<service>.log`, rotated per "
         "`logOptions`; `multusctl logs` reads them",
     ),
-    KeyDoc("grpcSocketGroup", "grpc_socket_group", "socket mode 0660 with this group instead of 0600"),
+    KeyDoc(
+        "grpcSocketGroup",
+        "grpc_socket_group",
+        "socket mode 0660 with this group (a name or a gid) instead of 0600; the shipped manifests: `10000`",
+    ),
     KeyDoc(
         "servicePorts",
         "service_ports",
@@ -152,6 +156,51 @@ OUR_KEYS: tuple[KeyDoc, ...] = (
         "deviceInfoDir",
         "device_info_dir",
         "device-info spec directory (`dp/` from device plugins, `cni/` per attachment)",
+    ),
+    KeyDoc(
+        "cniCallTimeoutSeconds",
+        "cni_call_timeout_seconds",
+        "whole-call deadline of one CNI call in the gateway; an ADD still running then is cancelled and rolled"
+        " back, and the caller gets code 11 within 10 s more (at most 99: the shim waits 110 s;"
+        " docs/reliability.md)",
+    ),
+    KeyDoc(
+        "spoolReadinessHoldSeconds",
+        "spool_readiness_hold_seconds",
+        "at most this long the gateway holds readiness while it replays spooled DELs; what is left is"
+        " retried in the background",
+    ),
+    KeyDoc(
+        "spoolRetryMaxSeconds",
+        "spool_retry_max_seconds",
+        "cap of the exponential backoff between replays of a spooled DEL that keeps failing",
+    ),
+    KeyDoc(
+        "spoolMaxEntries",
+        "spool_max_entries",
+        "spooled DELs kept at most; the oldest beyond it are moved to `del-spool/dead/`",
+    ),
+    KeyDoc(
+        "spoolMaxAgeSeconds",
+        "spool_max_age_seconds",
+        "a spooled DEL still failing after this long is moved to `del-spool/dead/` (GC is the backstop)",
+    ),
+    KeyDoc(
+        "gatewayUid",
+        "gateway_uid",
+        "the uid the gateway runs as: the executor runs delegates, deletes interfaces and changes routes only"
+        " for this peer (`SO_PEERCRED`)",
+    ),
+    KeyDoc(
+        "executorOperatorUid",
+        "executor_operator_uid",
+        "with `executorAllowOperatorExec`: the operator uid also allowed node-changing executor calls",
+    ),
+    KeyDoc(
+        "executorOperatorGid",
+        "executor_operator_gid",
+        "with `executorAllowOperatorExec`: a primary gid also allowed node-changing executor calls"
+        " (`SO_PEERCRED` carries the primary gid only); -1 = none",
     ),
     KeyDoc(
         "rbacPreflightIntervalSeconds",

@@ -9,7 +9,7 @@ import contextlib
 import grp
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from services.common.config import DaemonConfig
 from services.common.logs import bound_context, context_from_metadata, get_logger
 from services.common.metrics import start_metrics_server
+from services.common.peercred import PeerCredFront, prepare_private_directory
 from services.common.service_info import add_service_info
 
 log = get_logger(__name__)
@@ -84,6 +85,7 @@ class ServiceServer:
     health: health_aio.HealthServicer
     health_server: grpc.aio.Server | None = None
     full_service_names: tuple[str, ...] = ()
+    front: PeerCredFront | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def set_serving(self, serving: bool, service: str | None = None) -> None:
@@ -100,6 +102,8 @@ class ServiceServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.front is not None:
+            await self.front.stop()
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
@@ -107,18 +111,48 @@ class ServiceServer:
             os.unlink(self.socket_path)
 
 
-def _prepare_socket_path(path: str) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+def _prepare_socket_path(path: str, group: str = "") -> None:
+    # With a group, every service of the node creates its own socket here: group-writable
+    # and sticky (1770: none removes another's), as compose/prepare_node.py makes it.
+    # Without one, owner only.
+    directory = os.path.dirname(path)
+    mode = 0o1770 if group else 0o700
+    os.makedirs(directory, mode=mode, exist_ok=True)
+    st = os.stat(directory)
+    if group and st.st_uid == os.geteuid():  # only its owner may fix it
+        if st.st_gid != socket_gid(group):
+            os.chown(directory, -1, socket_gid(group))
+        if st.st_mode & 0o7777 != mode:
+            os.chmod(directory, mode)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a stale socket from a previous run
 
 
-def _secure_socket(path: str, group: str) -> None:
+def socket_gid(group: str) -> int:
+    """`grpcSocketGroup` as a gid: a group name, or a number (containers often
+    have no /etc/group entry for the gid they run with)."""
+    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+
+
+@contextlib.contextmanager
+def final_socket_mode(group: str) -> Iterator[None]:
+    """Bind inside this block and the socket is born with its final mode (0600, or
+    0660 with a group): the umask is set before bind, never a chmod after it, so
+    there is no moment a looser mode lets another user connect. With a group the
+    socket is then given to it (a no-op when it is already the process's group,
+    as in the shipped manifests)."""
+    old = os.umask(0o117 if group else 0o177)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def give_socket_to_group(path: str, group: str) -> None:
     if group:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
-        os.chmod(path, 0o660)
-    else:
-        os.chmod(path, 0o600)
+        gid = socket_gid(group)
+        if os.stat(path).st_gid != gid:
+            os.chown(path, -1, gid)
 
 
 async def start_service(
@@ -130,12 +164,16 @@ async def start_service(
     health_port: int = 0,
     metrics_port: int = 0,
     serving: bool = False,
+    peer_front: PeerCredFront | None = None,
 ) -> ServiceServer:
     """Create, wire and start a service's gRPC server.
 
     `register` adds the servicers and returns their full service names. The
     health status starts NOT_SERVING unless `serving` is true: a service flips
     it once it can do its job (informers synced, credentials valid, ...).
+    With `peer_front`, gRPC listens on the front's private socket and the front
+    serves `socket_path`, so servicers learn each call's SO_PEERCRED
+    (services/common/peercred.py).
     """
     server = grpc.aio.server(interceptors=[ContextInterceptor()], options=[("grpc.so_reuseport", 0)])
     names = tuple(register(server))
@@ -145,10 +183,21 @@ async def start_service(
     all_names = (*names, info_name, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
     reflection.enable_server_reflection(all_names, server)
     server.add_generic_rpc_handlers((_reflection_v1_handler(all_names),))
-    _prepare_socket_path(socket_path)
-    server.add_insecure_port(f"unix://{socket_path}")
-    await server.start()
-    _secure_socket(socket_path, socket_group)
+    _prepare_socket_path(socket_path, socket_group)
+    if peer_front is not None:
+        prepare_private_directory(peer_front.private_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(peer_front.private_path)
+        with final_socket_mode(""):
+            server.add_insecure_port(f"unix://{peer_front.private_path}")
+            await server.start()
+        with final_socket_mode(socket_group):
+            await peer_front.start()
+    else:
+        with final_socket_mode(socket_group):
+            server.add_insecure_port(f"unix://{socket_path}")
+            await server.start()
+    give_socket_to_group(socket_path, socket_group)
 
     health_server = None
     if health_port:
@@ -160,7 +209,7 @@ async def start_service(
     if metrics_port:
         start_metrics_server(metrics_port)
 
-    svc = ServiceServer(name, socket_path, server, health_servicer, health_server, names)
+    svc = ServiceServer(name, socket_path, server, health_servicer, health_server, names, front=peer_front)
     await svc.set_serving(serving)
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     loop = asyncio.get_running_loop()
@@ -178,6 +227,7 @@ async def start_configured_service(
     socket_path: str | None = None,
     health_port: int | None = None,
     metrics_port: int | None = None,
+    peer_front: PeerCredFront | None = None,
 ) -> ServiceServer:
     """start_service with the socket, group and ports the daemon config gives
     `name`; explicit arguments (command-line flags) override them."""
@@ -189,4 +239,5 @@ async def start_configured_service(
         socket_group=config.grpc_socket_group,
         health_port=ports.health_port if health_port is None else health_port,
         metrics_port=ports.metrics_port if metrics_port is None else metrics_port,
+        peer_front=peer_front,
     )

@@ -20,6 +20,7 @@ CONTEXT_KEYS = ("container_id", "pod", "command", "ifname")
 METADATA_PREFIX = "x-multus-"
 
 _SECRET_PATTERNS = (
+    re.compile(r"(?i)(authorization\"?'?\s*[:=]\s*\"?'?\s*(?:bearer|basic)?\s*)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(
         r'(?i)("?(?:token|password|client-key-data|client-certificate-data|private[_-]?key)"?\s*[:=]\s*"?)[^",\s}]+'
@@ -48,10 +49,39 @@ def redact(text: str) -> str:
     return text
 
 
+# Field names whose whole value is a secret, wherever they are nested.
+_SECRET_KEYS = re.compile(
+    r"(?i)^(authorization|token|bearer[_-]?token|password|client[_-]key(-data)?|private[_-]?key|key[_-]?data)$"
+)
+_MAX_DEPTH = 32
+
+
+def redact_value(value: Any, depth: int = 0) -> Any:
+    """`value` with every string redacted, recursing into mappings and sequences (a
+    secret nested in a request, a header map or a list is still a secret); values
+    under a secret's field name are replaced whole."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth >= _MAX_DEPTH:
+        return "[TOO DEEP]"
+    if isinstance(value, Mapping):
+        return {
+            k: "[REDACTED]" if isinstance(k, str) and _SECRET_KEYS.match(k) and v else redact_value(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, depth + 1) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return redact(bytes(value).decode("utf-8", errors="replace"))
+    return value
+
+
 def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = redact(value)
+        if _SECRET_KEYS.match(key) and value:
+            event[key] = "[REDACTED]"
+        elif not isinstance(value, int | float | bool | type(None)):
+            event[key] = redact_value(value)
     return event
 
 

@@ -13,6 +13,8 @@ from services.api import executor_pb2, executor_pb2_grpc
 from services.common.config import DaemonConfig
 from services.common.grpc_server import ServiceServer, start_configured_service
 from services.common.logs import get_logger
+from services.common.peercred import PeerCredFront, private_socket_path
+from services.executor.guard import CallerPolicy
 from services.executor.runner import DelegateRunner, RunnerSettings
 from services.executor.servicer import ExecutorServicer
 
@@ -57,7 +59,10 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     use_pidfd_child_watcher()
     settings = RunnerSettings.from_config(config)
     runner = DelegateRunner(settings)
-    servicer = ExecutorServicer(runner, config.executor_allow_operator_exec)
+    socket_path = getattr(args, "socket", None) or config.grpc_socket("executor")
+    # Every call through the peer-credential front: the guard decides per method by SO_PEERCRED.
+    front = PeerCredFront(socket_path, private_socket_path(socket_path))
+    servicer = ExecutorServicer(runner, CallerPolicy.from_config(config), front.peer_of)
 
     def register(server: grpc.aio.Server) -> list[str]:
         executor_pb2_grpc.add_ExecutorServicer_to_server(servicer, server)
@@ -67,9 +72,10 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         "executor",
         config,
         register,
-        socket_path=getattr(args, "socket", None),
+        socket_path=socket_path,
         health_port=getattr(args, "health_port", None),
         metrics_port=getattr(args, "metrics_port", None),
+        peer_front=front,
     )
     missing = [d for d in settings.bin_dirs if not os.path.isdir(d)]
     if missing:
@@ -83,6 +89,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         chroot_dir=settings.chroot_dir,
         max_concurrency=settings.max_concurrency,
         operator_exec=config.executor_allow_operator_exec,
+        gateway_uid=config.gateway_uid,
     )
     try:
         await svc.wait_for_stop()

@@ -10,13 +10,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from services.api import cni_pb2, executor_pb2, executor_pb2_grpc
 from services.common.logs import get_logger, redact
+from services.common.peercred import PeerCred
 from services.executor import metrics, netlink
-from services.executor.guard import (
-    caller_from_metadata,
-    check_delete_allowed,
-    check_exec_allowed,
-    check_route_change_allowed,
-)
+from services.executor.guard import CallerPolicy, caller_from_metadata
 from services.executor.rejection import Reason, Rejected
 from services.executor.runner import DelegateRunner, ExecRequest
 from services.executor.validation import validate_gateways, validate_ifname, validate_netns
@@ -56,17 +52,32 @@ def _guarded(check: Callable[..., None], *args: Any) -> None:
         raise
 
 
+def _no_peer(context: Any) -> PeerCred | None:
+    return None
+
+
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc]
-    def __init__(self, runner: DelegateRunner, allow_operator_exec: bool) -> None:
+    def __init__(
+        self,
+        runner: DelegateRunner,
+        policy: CallerPolicy,
+        peers: Callable[[Any], PeerCred | None] = _no_peer,
+    ) -> None:
         self.runner = runner
-        self.allow_operator_exec = allow_operator_exec
+        self.policy = policy
+        self.allow_operator_exec = policy.allow_operator_exec
+        self._peers = peers
+
+    def _caller(self, context: Any) -> tuple[PeerCred | None, str]:
+        """The call's SO_PEERCRED (through the front) and the caller's marker."""
+        return self._peers(context), caller_from_metadata(context.invocation_metadata())
 
     async def ExecPlugin(
         self, request: executor_pb2.ExecPluginRequest, context: Any
     ) -> executor_pb2.ExecPluginResponse:
-        caller = caller_from_metadata(context.invocation_metadata())
+        peer, marker = self._caller(context)
         try:
-            _guarded(check_exec_allowed, caller, request.command, self.allow_operator_exec)
+            _guarded(self.policy.check_exec, peer, marker, request.command)
             outcome = await self.runner.run(
                 ExecRequest(
                     plugin=request.plugin,
@@ -81,7 +92,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
                 time_left(context),
             )
         except Rejected as exc:
-            log.info("exec refused", plugin=request.plugin, cni_command=request.command, reason=exc.message)
+            log.info(
+                "exec refused", plugin=request.plugin[:64], cni_command=request.command[:16], reason=exc.message
+            )
             await _abort(context, exc)
         response = executor_pb2.ExecPluginResponse(
             exit_code=outcome.exit_code, stdout=outcome.stdout, duration_seconds=outcome.duration
@@ -117,9 +130,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
     async def DeleteInterface(
         self, request: executor_pb2.DeleteInterfaceRequest, context: Any
     ) -> executor_pb2.DeleteInterfaceResponse:
-        caller = caller_from_metadata(context.invocation_metadata())
+        peer, marker = self._caller(context)
         try:
-            _guarded(check_delete_allowed, caller, self.allow_operator_exec)
+            _guarded(self.policy.check_delete, peer, marker)
             netns = validate_netns(request.netns, "", self.runner.settings.netns_prefixes)
             ifname = validate_ifname(request.ifname)
             if ifname == "lo":
@@ -135,9 +148,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
     async def SetDefaultRoutes(
         self, request: executor_pb2.SetDefaultRoutesRequest, context: Any
     ) -> executor_pb2.SetDefaultRoutesResponse:
-        caller = caller_from_metadata(context.invocation_metadata())
+        peer, marker = self._caller(context)
         try:
-            _guarded(check_route_change_allowed, caller, self.allow_operator_exec)
+            _guarded(self.policy.check_route_change, peer, marker)
             netns = validate_netns(request.netns, "", self.runner.settings.netns_prefixes)
             ifname = validate_ifname(request.ifname)
             gateways = validate_gateways(request.gateways)

@@ -4,6 +4,7 @@ the cluster network's result."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from services.gateway.delegate import Delegate
 from services.gateway.invoke import Target
 from services.gateway.netconf import MultusNetConf
 from services.gateway.network_status import network_statuses
+from services.gateway.ownership import run_to_completion
 from services.gateway.plan import PlannedAttachment
 from services.gateway.ports import PodView
 from services.gateway.records import AttachmentRecord
@@ -28,17 +30,30 @@ log = get_logger(__name__)
 
 
 async def cmd_add(core: Core, call: CniCall) -> dict[str, Any]:
+    # What this ADD attached or is attaching, with each attachment's true state:
+    # on any failure, a cancellation (superseded by a DEL, the call's deadline, the
+    # caller gone) or a bug, exactly these are rolled back.
+    progress: list[AttachmentRecord] = []
+    try:
+        return await add_networks(core, call, progress)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, cni.CniError) else type(exc).__name__
+        await run_to_completion(core.abandon_add(call, progress, reason))
+        raise
+
+
+async def add_networks(core: Core, call: CniCall, progress: list[AttachmentRecord]) -> dict[str, Any]:
     netconf = core.netconf(call)
     core.check_readiness(netconf)
     pod = await core.get_pod(call)
     planned = core.plan(call, netconf, await resolve_networks(core, netconf, pod))
-    if earlier := await core.load_records(call.container_id):
+    if earlier := await asyncio.to_thread(core.records.take_over, call.container_id):
         # A repeated ADD for a container: undo the earlier attachments first so
         # nothing leaks (the runtime only repeats ADD after a failure on its side).
-        await core.teardown(call, earlier, fail=False)
-    attached = await attach_all(core, call, planned)
+        await core.teardown(call, earlier, fail=True)
+    attached = await attach_all(core, call, planned, progress)
     if pod.namespace not in netconf.system_namespaces:
-        await write_network_status(core, call, pod, await status_entries(core, planned, attached), attached)
+        await write_network_status(core, pod, await status_entries(core, planned, attached))
     announce_interfaces(core, pod, planned, attached)
     return cluster_result(planned, attached)
 
@@ -52,10 +67,12 @@ async def resolve_networks(core: Core, netconf: MultusNetConf, pod: PodView) -> 
         raise
 
 
-async def attach_all(core: Core, call: CniCall, planned: Sequence[PlannedAttachment]) -> list[AttachmentRecord]:
-    """ADD each delegate in order; on a failure DEL from the failing delegate itself
-    (it may have allocated IPAM before failing) back to the first, then raise the
-    failure with its own CNI code."""
+async def attach_all(
+    core: Core, call: CniCall, planned: Sequence[PlannedAttachment], progress: list[AttachmentRecord]
+) -> list[AttachmentRecord]:
+    """ADD each delegate in order, keeping `progress` current (the caller rolls it back
+    on failure: from the failing delegate itself, which may have allocated IPAM
+    before failing, back to the first); a failure keeps the delegate's own CNI code."""
     attached: list[AttachmentRecord] = []
     # The "added" record of one attachment is written together with the
     # "pending" record of the next (one thread hop instead of two): only the
@@ -65,22 +82,23 @@ async def attach_all(core: Core, call: CniCall, planned: Sequence[PlannedAttachm
         record = core.record(call, att)
         await core.save(*unsaved, record)
         unsaved = []
+        progress.append(record)
         await core.device_files.prepare(
             device_info_file(att.capability_args), att.delegate.resource_name, att.delegate.device_id
         )
         try:
             target = Target(call.container_id, call.netns, att.ifname, att.add_args)
             result = await core.invoker.add(att.delegate.config, target, att.capability_args)
+            progress[-1] = record = replace(record, state="added", result=result)
             result = await apply_default_route(core, call, att, result)
         except cni.CniError as err:
             log.warning(
                 "delegate ADD failed, rolling back", network=att.network_name, ifname=att.ifname, error=str(err)
             )
-            await core.teardown(call, [*attached, record], fail=False)
             raise cni.CniError(
                 err.code, f"error adding container to network {att.network_name!r}: {err.msg}", err.details
             ) from err
-        record = replace(record, state="added", result=result)
+        progress[-1] = record = replace(record, result=result)
         unsaved.append(record)
         attached.append(record)
     await core.save(*unsaved)
@@ -120,15 +138,9 @@ async def status_entries(
     return entries
 
 
-async def write_network_status(
-    core: Core,
-    call: CniCall,
-    pod: PodView,
-    entries: list[dict[str, Any]],
-    rollback: Sequence[AttachmentRecord] = (),
-) -> None:
-    """Write network-status; when that fails, undo `rollback` and fail with the write's code.
-    A pod already gone needs no status (the runtime will DEL it)."""
+async def write_network_status(core: Core, pod: PodView, entries: list[dict[str, Any]]) -> None:
+    """Write network-status; a failure fails the ADD with the write's code (and the ADD
+    rolls back). A pod already gone needs no status (the runtime will DEL it)."""
     try:
         await core.cluster.update_network_status(
             pod.namespace,
@@ -141,8 +153,6 @@ async def write_network_status(
     except PodGone as gone:
         log.info("pod gone before its network-status was written", error=str(gone))
     except cni.CniError as err:
-        if rollback:
-            await core.teardown(call, rollback, fail=False)
         raise cni.CniError(err.code, "error setting the networks status", str(err)) from err
 
 

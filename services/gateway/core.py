@@ -20,8 +20,10 @@ from services.common.config import DaemonConfig
 from services.common.logs import get_logger
 from services.gateway.delegate import Delegate
 from services.gateway.device_info import CNI_DEVICE_INFO_CAPABILITY, DeviceInfoFiles, with_device_info_file
+from services.gateway.gateway_metrics import TEARDOWN_FAILURES
 from services.gateway.invoke import NetworkInvoker, Target
 from services.gateway.netconf import MultusNetConf, load_netconf
+from services.gateway.ownership import ContainerOwners
 from services.gateway.plan import PlannedAttachment, plan_attachments
 from services.gateway.ports import Cluster, PodView, RouteEditor
 from services.gateway.records import AttachmentRecord, RecordStore
@@ -72,6 +74,7 @@ class Core:
     routes: RouteEditor | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     device_files: DeviceInfoFiles = field(default_factory=DeviceInfoFiles)
+    owners: ContainerOwners = field(default_factory=ContainerOwners)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     # --- the request ---------------------------------------------------------------
@@ -151,8 +154,16 @@ class Core:
         return Target(call.container_id, call.netns or record.netns, record.ifname, record.cni_args)
 
     async def teardown(self, call: CniCall, records: Sequence[AttachmentRecord], *, fail: bool) -> None:
-        """DEL in reverse order, keep going on errors, always drop the records. With
-        `fail` (a DEL), the first error is raised once all are done; a rollback only logs."""
+        """DEL in reverse order, keep going on errors.
+
+        An attachment that had completed ADD (state "added") and whose DEL failed
+        keeps its record, so the runtime's retry of DEL runs exactly that delegate
+        again; with `fail` (a DEL) the first such error is raised once all are done,
+        a rollback only logs it. A delegate whose ADD never completed (state
+        "adding": the one that failed, one a crash interrupted, or one resolved
+        from the cluster for a container with no record) may well have nothing to
+        delete: its DEL failure is logged, evented and counted, and its record
+        dropped, so a pod never wedges in Terminating over it."""
         first: cni.CniError | None = None
         for record in sorted(records, key=lambda r: r.index, reverse=True):
             try:
@@ -160,13 +171,45 @@ class Core:
                     record.config, self.target(call, record), record.capability_args, record.result
                 )
             except cni.CniError as err:
-                log.warning("delegate DEL failed", network=record.network_name, ifname=record.ifname, error=str(err))
-                first = first or err
+                if record.state == "added":
+                    TEARDOWN_FAILURES.labels("attached").inc()
+                    log.warning(
+                        "delegate DEL failed; record kept for the retry",
+                        network=record.network_name,
+                        ifname=record.ifname,
+                        error=str(err),
+                    )
+                    first = first or err
+                    continue
+                TEARDOWN_FAILURES.labels("unconfirmed").inc()
+                log.warning(
+                    "delegate DEL failed for an attachment that never completed ADD; not retried",
+                    network=record.network_name,
+                    ifname=record.ifname,
+                    error=str(err),
+                )
+                if record.pod_name:
+                    pod = PodView(record.pod_namespace, record.pod_name, record.pod_uid, {})
+                    self.event(
+                        pod, "Warning", "NetworkDeleteFailed", f"DEL of {record.ifname} ({record.network_name}): {err}"
+                    )
             await self.device_files.remove(device_info_file(record.capability_args))
             if record.origin != "upstream":
                 await asyncio.to_thread(self.records.remove, record.container_id, record.ifname)
         if first is not None and fail:
             raise cni.CniError(first.code, f"error deleting container networks: {first.msg}", first.details)
+
+    async def abandon_add(self, call: CniCall, attached: Sequence[AttachmentRecord], reason: str) -> None:
+        """After a failed or cancelled ADD: DEL whatever it attached (never raises) and
+        mark the container, so the runtime's DEL that follows runs no delegate again."""
+        try:
+            await self.teardown(call, attached, fail=False)
+        except Exception as exc:  # a rollback must not hide the ADD's own failure
+            log.error("rollback failed", error=f"{type(exc).__name__}: {exc}")
+        try:
+            await asyncio.to_thread(self.records.mark_abandoned, call.container_id, reason)
+        except (OSError, cni.CniError) as exc:
+            log.warning("cannot mark the container's ADD as rolled back", error=str(exc))
 
     # --- pod events (best effort, off the hot path) --------------------------------
     def event(self, pod: PodView, type_: str, reason: str, message: str) -> None:

@@ -1,6 +1,9 @@
-"""CNI DEL: find what the container has attached (our records, else upstream
-Multus' scratch cache after a migration, else the pod's networks resolved
-again) and DEL it in reverse order, continuing past failures."""
+"""CNI DEL: find what the container has attached (our records; else nothing if
+its ADD was rolled back; else upstream Multus' scratch cache after a
+migration; else the pod's networks resolved again) and DEL it in reverse
+order, continuing past failures. Only the failure of an attachment that had
+completed ADD fails the DEL (core.teardown), so a pod never wedges in
+Terminating over a network that was never attached."""
 
 from __future__ import annotations
 
@@ -22,8 +25,12 @@ log = get_logger(__name__)
 async def cmd_del(core: Core, call: CniCall) -> None:
     netconf = request_netconf(core, call)
     cni_dir = netconf.cni_dir if netconf else core.config.cni_dir
-    records = await core.load_records(call.container_id)
+    records, abandoned = await asyncio.to_thread(core.records.load_marked, call.container_id)
     upstream: list[AttachmentRecord] = []
+    if not records and abandoned:
+        # The mark stays (GC and the periodic sweep drop it): the runtime may DEL again.
+        log.info("DEL: the container's ADD was rolled back; nothing attached")
+        return
     if not records:
         records = upstream = await upstream_records(call, cni_dir, netconf.cni_version if netconf else "")
     if not records:
@@ -59,8 +66,10 @@ async def upstream_records(call: CniCall, cni_dir: str, cni_version: str) -> lis
 
 
 async def records_from_cluster(core: Core, call: CniCall, netconf: MultusNetConf | None) -> list[AttachmentRecord]:
-    """No record and no upstream cache: as upstream, resolve the pod's networks again
-    (when the pod and config are at hand) so DEL still reaches the delegates."""
+    """No record and no upstream cache (e.g. attached before an upgrade that lost the
+    records): as upstream, resolve the pod's networks again (when the pod and config
+    are at hand) so DEL still reaches the delegates. These records are "adding": a
+    delegate DEL failure is logged, evented and counted, not returned."""
     if call.pod is None or pod_name_problem(call.pod.namespace, call.pod.name) or netconf is None:
         return []
     if not (netconf.cluster_network or netconf.raw_delegates):

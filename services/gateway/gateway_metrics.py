@@ -22,5 +22,18 @@ DELEGATE_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 SPOOL_REPLAYS = Counter(
-    "multus_gateway_del_spool_replays_total", "Spooled DEL requests replayed at start, by outcome", ["outcome"]
+    "multus_gateway_del_spool_replays_total",
+    "Spooled DEL replays, by outcome (replayed, failed: retried with backoff, given_up: moved to dead/)",
+    ["outcome"],
+)
+TEARDOWN_FAILURES = Counter(
+    "multus_gateway_delegate_del_failures_total",
+    "Delegate DELs that failed, by whether the attachment had completed ADD (`attached`: the record is kept"
+    " and the DEL fails so the runtime retries) or not (`unconfirmed`: logged, evented, not returned)",
+    ["attachment"],
+)
+CALLS_CANCELLED = Counter(
+    "multus_gateway_cni_calls_cancelled_total",
+    "CNI calls cancelled before they finished, by reason (deadline, superseded, caller_gone)",
+    ["command", "reason"],
 )

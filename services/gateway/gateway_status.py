@@ -1,7 +1,7 @@
 """Read-only facts about the running gateway for operators (Gateway/GetGatewayStatus,
 multusctl status), and the spooled-DEL gauge Prometheus reads at scrape time:
 DELs the shim spooled while the gateway was unreachable and that are still
-waiting (replayed at the next start; one that keeps failing stays)."""
+waiting (replayed in the background with backoff; docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from prometheus_client.registry import Collector
 
 from services.gateway.config_manager import ConfigState
 from services.gateway.records import RecordStore
-from services.gateway.spool import spooled_files
+from services.gateway.spool import spool_condition, spooled_files
 
 SPOOL_PENDING = "multus_gateway_del_spool_pending"
 _SPOOL_HELP = "DEL requests the shim spooled while the gateway was unreachable, still waiting for replay"
+SPOOL_DEAD = "multus_gateway_del_spool_dead"
+_DEAD_HELP = "Spooled DELs given up (too old, or beyond spoolMaxEntries) and moved to del-spool/dead/"
+SPOOL_OLDEST = "multus_gateway_del_spool_oldest_age_seconds"
+_OLDEST_HELP = "Age of the oldest spooled DEL still waiting for replay (0: none)"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,11 @@ class SpoolCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(SPOOL_PENDING, _SPOOL_HELP)
+        yield GaugeMetricFamily(SPOOL_DEAD, _DEAD_HELP)
+        yield GaugeMetricFamily(SPOOL_OLDEST, _OLDEST_HELP)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(SPOOL_PENDING, _SPOOL_HELP, value=len(spooled_files(self._spool)))
+        condition = spool_condition(self._spool)
+        yield GaugeMetricFamily(SPOOL_PENDING, _SPOOL_HELP, value=condition.pending)
+        yield GaugeMetricFamily(SPOOL_DEAD, _DEAD_HELP, value=condition.dead)
+        yield GaugeMetricFamily(SPOOL_OLDEST, _OLDEST_HELP, value=condition.oldest_age)

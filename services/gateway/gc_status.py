@@ -39,12 +39,14 @@ async def cmd_gc(core: Core, call: CniCall) -> None:
     for cid in await asyncio.to_thread(core.records.container_ids):
         if cid in valid_ids:
             continue
-        records = await core.load_records(cid)
-        gc_call = replace(call, container_id=cid, netns="", ifname=records[0].ifname if records else "eth0")
-        try:
-            await core.teardown(gc_call, records, fail=True)
-        except cni.CniError as err:
-            first = first or err
+        async with core.owners.turn(cid, "GC"):  # never under a running ADD or DEL of it
+            records = await core.load_records(cid)
+            gc_call = replace(call, container_id=cid, netns="", ifname=records[0].ifname if records else "eth0")
+            try:
+                await core.teardown(gc_call, records, fail=True)
+                await asyncio.to_thread(core.records.forget_abandoned, cid)
+            except cni.CniError as err:
+                first = first or err
     for config, valid in (await networks_to_collect(core, netconf)).values():
         try:
             await core.invoker.gc(config, valid)

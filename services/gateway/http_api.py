@@ -116,7 +116,8 @@ async def start_unix_site(app: web.Application, socket_path: str) -> web.AppRunn
     os.makedirs(os.path.dirname(socket_path) or ".", mode=0o700, exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # handler_cancellation: a shim that went away cancels its call (an ADD rolls back, a DEL goes on).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket never exists with looser permissions
     try:
@@ -124,5 +125,4 @@ async def start_unix_site(app: web.Application, socket_path: str) -> web.AppRunn
         await site.start()
     finally:
         os.umask(old_umask)
-    os.chmod(socket_path, 0o600)
     return runner

@@ -22,6 +22,9 @@ from services.common.validation import container_id_problem
 # The records directory is named after the ID: a file name holds at most 255 bytes.
 MAX_CONTAINER_ID = 255
 RECORD_VERSION = 1
+# A container whose ADD failed (rolled back, or never got past planning): its DEL
+# answers success without running delegates again (docs/reliability.md).
+ABANDONED_MARK = ".add-abandoned.json"
 
 
 def validate_container_id(container_id: str) -> None:
@@ -107,6 +110,42 @@ class RecordStore:
             (self._dir(container_id) / f"{ifname}.json").unlink()
         with contextlib.suppress(OSError):
             self._dir(container_id).rmdir()  # only when empty
+
+    def mark_abandoned(self, container_id: str, reason: str) -> None:
+        """Remember that this container's ADD failed and was rolled back."""
+        mark = json.dumps({"reason": reason[:512], "at": time.time()}).encode()
+        write_atomic(str(self._dir(container_id) / ABANDONED_MARK), mark, durable=False)
+
+    def load_marked(self, container_id: str) -> tuple[list[AttachmentRecord], bool]:
+        """The container's records, and whether its ADD was rolled back (one thread hop for DEL)."""
+        return self.load(container_id), (self._dir(container_id) / ABANDONED_MARK).exists()
+
+    def forget_abandoned(self, container_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir(container_id) / ABANDONED_MARK).unlink()
+        with contextlib.suppress(OSError):
+            self._dir(container_id).rmdir()  # only when empty
+
+    def sweep_abandoned(self, older_than: float) -> int:
+        """Drop rolled-back marks older than `older_than` seconds (of containers with no
+        record left); the runtime's DELs for a failed ADD come right after it."""
+        cutoff = time.time() - older_than
+        dropped = 0
+        for cid in self.container_ids():
+            mark = self._dir(cid) / ABANDONED_MARK
+            try:
+                if mark.stat().st_mtime < cutoff and not self.load(cid):
+                    self.forget_abandoned(cid)
+                    dropped += 1
+            except OSError:
+                continue
+        return dropped
+
+    def take_over(self, container_id: str) -> list[AttachmentRecord]:
+        """An ADD starts: the container's earlier records, and its rolled-back mark cleared."""
+        with contextlib.suppress(FileNotFoundError):
+            (self._dir(container_id) / ABANDONED_MARK).unlink()
+        return self.load(container_id)
 
     def container_ids(self) -> list[str]:
         try:

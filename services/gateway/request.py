@@ -235,9 +235,13 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
     command = env.get("CNI_COMMAND", "")
     if not command:
         raise cni.CniError(cni.INVALID_ENV, "missing CNI_COMMAND")
-    command = command.upper()
+    # Exactly the spec's spelling, as libcni and the shim require: `add` is not ADD.
     if command not in POD_VERBS + PLUGIN_VERBS:
-        raise cni.CniError(cni.INVALID_ENV, f"unknown CNI_COMMAND {command!r}")
+        raise cni.CniError(
+            cni.INVALID_ENV,
+            f"unknown CNI_COMMAND {command[:32]!r}",
+            "expected one of " + ", ".join(POD_VERBS + PLUGIN_VERBS),
+        )
     pairs = parse_cni_args(env.get("CNI_ARGS", ""))
     extra = tuple((k, v) for k, v in pairs if k not in _K8S_KEYS)
     call = CniCall(

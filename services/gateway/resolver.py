@@ -80,9 +80,10 @@ def config_from_spec(spec_config: str, nad_name: str) -> bytes | dict[str, Any]:
     try:
         obj = json.loads(spec_config)
     except (ValueError, RecursionError):
-        return spec_config.encode()  # load_delegate reports the decode error
+        # load_delegate reports the decode error (a lone surrogate must not crash the encode first)
+        return spec_config.encode(errors="replace")
     if not isinstance(obj, dict):
-        return spec_config.encode()
+        return spec_config.encode(errors="replace")
     if obj.get("name") in (None, ""):
         obj["name"] = nad_name
     return obj

@@ -34,11 +34,18 @@ from services.gateway.operator_api import build_operator_servicer
 from services.gateway.podresources import PodResourcesClient
 from services.gateway.records import RecordStore
 from services.gateway.resolver import NetworkResolver
-from services.gateway.spool import replay_spool, spool_dir
+from services.gateway.spool import SpoolBounds, SpoolReplayer, spool_condition, spool_dir
 
 log = get_logger(__name__)
 
 DRAIN_SECONDS = 30.0
+# gRPC health name of the DEL spool's condition (services/gateway/spool.py):
+# NOT_SERVING while a spooled DEL was given up or waits too long. It never
+# gates readiness: a stuck DEL must not keep every pod on the node from starting.
+SPOOL_HEALTH = "del-spool"
+SPOOL_HEALTH_SECONDS = 5.0
+# Rolled-back marks (services/gateway/records.py) older than this are dropped.
+ABANDONED_MARK_TTL = 3600.0
 
 
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
@@ -85,15 +92,58 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     if config.metrics_port:  # upstream's key: its request counter, served only when set
         start_metrics_server(config.metrics_port)
     http = await start_unix_site(build_app(dispatcher, readiness), config.daemon_socket_path)
-    # Ready = spool replayed, the node's Multus CNI config in place (config manager)
-    # and the delegates' API credentials written (or waited for long enough).
-    spool_replayed = False
+    # Ready = the node's Multus CNI config in place (config manager), the DEL spool's
+    # first replay done and the delegates' API credentials written; the last two are
+    # waited for a bounded time each (spoolReadinessHoldSeconds,
+    # delegateCredentialsWaitSeconds), then the gateway goes ready anyway and says why.
+    spool_settled = False
     credentials_settled = False
+    replayer = SpoolReplayer(spool_dir(config.socket_dir), dispatcher.cni, SpoolBounds.from_config(config))
+    first_pass = asyncio.Event()
 
     async def publish_readiness(_state: object = None) -> None:
-        readiness.ready = spool_replayed and credentials_settled and config_manager.ready
+        was = readiness.ready
+        readiness.ready = spool_settled and credentials_settled and config_manager.ready
+        if readiness.ready and not was:
+            log.info("gateway ready", socket=config.daemon_socket_path)
         if not readiness.draining:
             await grpc_service.set_serving(readiness.ready)
+
+    async def replay_spool_forever() -> None:
+        try:
+            report = await replayer.replay_due()
+            if report.replayed or report.failed or report.dead:
+                log.info(
+                    "DEL spool replayed",
+                    replayed=len(report.replayed),
+                    failed=len(report.failed),
+                    given_up=len(report.dead),
+                )
+        finally:
+            first_pass.set()
+        await replayer.run_forever()
+
+    async def settle_spool() -> None:
+        nonlocal spool_settled
+        try:
+            await asyncio.wait_for(first_pass.wait(), config.spool_readiness_hold_seconds)
+        except TimeoutError:
+            log.warning(
+                "ready before the DEL spool is replayed; replay goes on in the background",
+                held_seconds=config.spool_readiness_hold_seconds,
+            )
+        spool_settled = True
+        await publish_readiness()
+
+    async def keep_spool_health() -> None:
+        while True:
+            condition = await asyncio.to_thread(spool_condition, replayer.directory)
+            if not readiness.draining:
+                await grpc_service.set_serving(condition.healthy, SPOOL_HEALTH)
+            if not condition.healthy:
+                log.warning("DEL spool unhealthy", reason=condition.reason, pending=condition.pending)
+            await asyncio.to_thread(service.core.records.sweep_abandoned, ABANDONED_MARK_TTL)
+            await asyncio.sleep(SPOOL_HEALTH_SECONDS)
 
     async def settle_credentials() -> None:
         nonlocal credentials_settled
@@ -109,19 +159,20 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
 
     config_manager.add_listener(publish_readiness)
     config_manager.start()
-    credentials = asyncio.create_task(settle_credentials())
+    background = [
+        asyncio.create_task(settle_credentials()),
+        asyncio.create_task(replay_spool_forever()),
+        asyncio.create_task(settle_spool()),
+        asyncio.create_task(keep_spool_health()),
+    ]
     try:
-        report = await replay_spool(spool_dir(config.socket_dir), dispatcher.cni)
-        if report.replayed or report.failed:
-            log.info("DEL spool replayed", replayed=len(report.replayed), failed=len(report.failed))
-        spool_replayed = True
-        await publish_readiness()
-        log.info("gateway ready", socket=config.daemon_socket_path)
+        log.info("gateway serving", socket=config.daemon_socket_path)
         await grpc_service.wait_for_stop()
     finally:
         # Drain: stop answering ready, stop accepting, let in-flight requests finish.
         readiness.draining = True
-        credentials.cancel()
+        for task in background:
+            task.cancel()
         await config_manager.stop()  # leaves 00-multus.conf in place: the node stays Ready across restarts
         await grpc_service.set_serving(False)
         for site in list(http.sites):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +243,30 @@ def test_kubeconfig_reload_switches_servers_without_dropping_the_cache(
 
 
 _ = asyncio  # pytest-asyncio runs the async test above
+
+
+def test_a_queued_write_survives_kill_9_of_the_cache(
+    instance: Instance, shipped_identity: ShippedIdentity, cluster: Cluster, node: str, tmp_path: Path
+) -> None:
+    """Queued writes lived in memory only: a cache killed (or restarted) while the
+    API server was unreachable lost them, and the pod never got its network-status."""
+    ns = cluster.namespace
+    uid = cluster.create_pod("web", node)["metadata"]["uid"]
+    with tcp_proxy(shipped_identity.recorder_address) as proxy:
+        kubeconfig = write_kubeconfig(
+            tmp_path / "proxied.kubeconfig", shipped_identity.node_kubeconfig(node), server=proxy.url
+        )
+        kube_instance(instance, kubeconfig)
+        with running_cache(instance, node) as cache, cache_stub(instance) as stub:
+            proxy.cut()
+            resp = update(stub, ns, "web", uid, wait_ms=300)
+            assert not resp.delivered and "queued" in resp.message
+            cache.proc.send_signal(signal.SIGKILL)
+            cache.proc.wait(10)
+        queued = list((Path(instance.config["runDir"]) / "cache" / "status-queue").glob("*.json"))
+        assert [p.name for p in queued] == [f"{ns}_web.json"]
+        assert annotation(cluster, "web") is None
+        with running_cache(instance, node, wait=False):
+            proxy.restore()
+            eventually(lambda: annotation(cluster, "web") == STATUS, timeout=45, what="write delivered after restart")
+            eventually(lambda: not any(p.exists() for p in queued), what="queue file removed")

@@ -110,3 +110,35 @@ CREDENTIAL_CASES: list[tuple[str, dict[str, Any], dict[str, str], tuple[str, str
 def test_api_credentials_order(case: str, raw: dict[str, Any], env: dict[str, str], expected: tuple[str, str]) -> None:
     creds = api_credentials(config_from_dict(raw), env)
     assert (creds.kind, creds.kubeconfig) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"cniCallTimeoutSeconds": 0},
+        {"cniCallTimeoutSeconds": 105},
+        {"spoolMaxEntries": 0},
+        {"spoolRetryMaxSeconds": -1},
+    ],
+    ids=lambda r: next(iter(r)),
+)
+def test_bounds_that_would_break_a_promise_are_refused(raw: dict[str, Any]) -> None:
+    """A whole-call deadline at or above the shim's 110 s wait would let the shim give up first."""
+    with pytest.raises(ConfigError):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"metricsPort": []},
+        {"metricsPort": "../../etc/passwd"},
+        {"servicePorts": {"gateway": {"healthPort": "x"}}},
+        {"servicePorts": {"gateway": {"healthPort": []}}},
+    ],
+    ids=str,
+)
+def test_a_value_of_the_wrong_shape_is_a_config_error(raw: dict[str, Any]) -> None:
+    """Found by the fuzz suite: these were a bare ValueError/TypeError (a traceback at start)."""
+    with pytest.raises(ConfigError):
+        config_from_dict(raw)

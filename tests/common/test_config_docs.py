@@ -54,6 +54,8 @@ def test_each_documented_key_sets_its_field(doc: KeyDoc) -> None:
         value = {"maxSize": 1}
     elif doc.field == "metrics_port":
         value = 9191
+    elif doc.field == "cni_call_timeout_seconds":
+        value = 42  # bounded below the shim's wait
     else:
         value = _sample(default)
     for key in (doc.key, *doc.aliases):

@@ -1,11 +1,13 @@
 """Secrets never reach logs: the redaction every log line passes through."""
 
+import json
 import logging.handlers
 from pathlib import Path
 
 import pytest
 
-from services.common.logs import _rotating_file, context_from_metadata, redact
+from services.common.logs import _rotating_file, context_from_metadata, get_logger, redact, setup_logging
+from tests.support.logging_state import restored_logging
 
 SECRETS = [
     ("bearer header", "Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
@@ -40,3 +42,30 @@ def test_log_file_rotation_follows_log_options(tmp_path: Path) -> None:
         assert (tmp_path / "new-dir").is_dir()
     finally:
         handler.close()
+
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eHh4eHgifQ.c2lnbmF0dXJlX3h4"
+SECRET_VALUES = ["s3cr3t-token-value", "dXNlcjpwYXNzd29yZA==", JWT]
+
+
+def test_secrets_nested_in_log_fields_are_redacted(tmp_path: Path) -> None:
+    """Only top-level strings used to be redacted: a token inside a dict or a list
+    (a request, a header map, a kubeconfig) reached the log as is."""
+    token, basic, jwt = SECRET_VALUES
+    log_file = tmp_path / "svc.log"
+    with restored_logging():
+        setup_logging("test", "info", str(log_file), to_stderr=False)
+        get_logger("t").info(
+            "request",
+            request={"headers": {"Authorization": f"Bearer {token}"}, "env": [f"KUBE={jwt}"]},
+            calls=[{"auth": f"Authorization: Basic {basic}"}],
+            token=token,
+            kubeconfig={"users": [{"user": {"token": token, "client-key-data": basic}}]},
+            count=3,
+        )
+        logging.getLogger().handlers[0].flush()
+    line = log_file.read_text()
+    for secret in SECRET_VALUES:
+        assert secret not in line, line
+    event = json.loads(line)
+    assert event["count"] == 3 and event["request"]["headers"]["Authorization"] == "[REDACTED]"

@@ -122,3 +122,56 @@ def test_stderr_file(config_log_dir: str, flag: str | None, expected: str | None
     config = config_from_dict({"logDir": config_log_dir})
     got = stderr_file(config, Path(flag) if flag else None, "cache")
     assert (str(got) if got else None) == expected
+
+
+@pytest.mark.root
+def test_split_privileges_runs_gateway_cache_certs_as_non_root_and_attaches(tmp_path: Path) -> None:
+    """The DaemonSet's privilege split under the local supervisor: the three services
+    run as their own uids, the executor as root, and an ADD/DEL still works end to
+    end (the gateway's uid is the one the executor trusts)."""
+    from tests.gateway.conftest import http_call, new_container_id
+    from tests.gateway.test_lifecycle import _body, _setup
+    from tests.support.as_user import SITE_PACKAGES, SYSTEM_PYTHON, shared_tmpdir
+    from tests.support.netns import netns
+    from tests.support.plugins import recorded_calls
+
+    group, gateway_uid = 64400, 64401
+    with shared_tmpdir("split-") as root:
+        inst, rec = _setup(
+            root, {"cniVersion": "1.0.0", "name": "rec", "type": "recorder"},
+            grpcSocketGroup=str(group), gatewayUid=gateway_uid,
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "compose.supervisor", "--config", str(inst.config_path),
+             "--split-privileges", "--interpreter", SYSTEM_PYTHON],
+            cwd=REPO,
+            stderr=(root / "supervisor.log").open("wb"),
+            env={**os.environ, "MULTUS_NODE_NAME": "node-a", "PYTHONPATH": f"{REPO}:{SITE_PACKAGES}"},
+            start_new_session=True,
+        )
+        try:
+            for service in SERVICES:
+                wait_serving(inst.grpc_socket(service), timeout=60)
+            uids = {}
+            for pid in _children(proc.pid):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                service = cmdline[2].decode().rsplit(".", 1)[-1]
+                status = Path(f"/proc/{pid}/status").read_text()
+                uids[service] = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            assert uids["executor"] == 0 and uids["gateway"] == gateway_uid
+            assert uids["cache"] != 0 and uids["certs"] != 0
+            socket = str(Path(inst.config["socketDir"]) / "multus.sock")
+            cid = new_container_id()
+            with netns("split") as ns:
+                code, body = http_call(socket, "POST", "/cni", _body("ADD", cid, ns.path))
+                assert code == 200, body
+                assert http_call(socket, "POST", "/cni", _body("DEL", cid, ns.path))[0] == 200
+            assert [c["command"] for c in recorded_calls(rec)] == ["ADD", "DEL"]
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()

@@ -247,3 +247,24 @@ def test_running_shim_calls_are_waited_for(tmp_path: Path) -> None:
             if process is not None:
                 process.kill()
                 process.wait()
+
+
+def test_uninstall_takes_back_the_gateways_write_access(tmp_path: Path) -> None:
+    """multus-prepare-node gave the gateway's uid rwx on /etc/cni/net.d through an
+    ACL; uninstall removes it and the directory's mode is what it was (setfacl -b)."""
+    from compose.prepare_node import grant_writer
+
+    root = tmp_path / "host"
+    node_before_install(root)
+    conf_dir = root / "etc/cni/net.d"
+    conf_dir.chmod(0o755)
+    done = grant_writer(str(conf_dir), 10001, 10000)
+    if not done.startswith("acl"):
+        pytest.skip(f"no ACL support here: {done}")
+    assert os.getxattr(conf_dir, "system.posix_acl_access")
+    config = config_from_dict(SHIPPED)
+    report = apply(uninstall_plan(config, "/opt/cni/bin"), config, str(root))
+    assert any("ACL removed" in line for line in report.removed), report
+    with pytest.raises(OSError):
+        os.getxattr(conf_dir, "system.posix_acl_access")
+    assert stat.S_IMODE(conf_dir.stat().st_mode) == 0o755

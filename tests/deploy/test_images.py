@@ -79,7 +79,7 @@ def _compose() -> dict[str, Any]:
 
 def test_compose_runs_the_four_services_sharing_host_paths() -> None:
     services = _compose()["services"]
-    assert set(services) == {*SERVICES, "install-shim"}
+    assert set(services) == {*SERVICES, "install-shim", "prepare-node"}
     scripts = console_scripts()
     for name in SERVICES:
         svc = services[name]
@@ -91,6 +91,11 @@ def test_compose_runs_the_four_services_sharing_host_paths() -> None:
         probe = build_parser().parse_args(svc["healthcheck"]["test"][2:])
         assert svc["healthcheck"]["test"][:2] == ["CMD", "multus-probe"] and probe.service == name
         assert bool(svc.get("privileged")) is (name == "executor")
+        # The privilege split: every service but the executor as its own non-root uid (the DaemonSet's).
+        if name != "executor":
+            uid, gid = (int(x) for x in svc["user"].split(":"))
+            assert uid >= 1000 and gid == 10000 and svc["cap_drop"] == ["ALL"], name
+    assert services["prepare-node"]["command"][0] in scripts
     install = services["install-shim"]
     assert install["command"][0] == "multus-install-shim"
     shim_install.parse_args(install["command"][1:])

@@ -39,7 +39,7 @@ def test_the_image_is_set_once_in_an_overlay(tmp_path: Path, variant: str) -> No
         for o in built
         if o["kind"] in ("DaemonSet", "Deployment")
     )
-    assert containers == 8  # node pod (init + 4), node-cleanup (init + 1), approver
+    assert containers == 9  # node pod (2 init + 4), node-cleanup (init + 1), approver
 
 
 @pytest.mark.kube

@@ -167,10 +167,52 @@ def test_mount_propagation_as_upstream() -> None:
     assert init["securityContext"]["privileged"] is True
 
 
+def test_gateway_cache_and_certs_run_as_their_own_non_root_uids() -> None:
+    """The privilege split: only the executor is root; the others get no capability and
+    share the sockets' group (grpcSocketGroup) as their primary group; the executor
+    trusts the gateway's uid (gatewayUid) for node-changing calls."""
+    cfg = daemon_config()
+    ds = _daemonset()
+    uids = {}
+    for name, container in _containers(ds).items():
+        ctx = container["securityContext"]
+        if name == "multus-executor":
+            assert "runAsUser" not in ctx
+            continue
+        assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] >= 1000, name
+        assert str(ctx["runAsGroup"]) == cfg.grpc_socket_group, name
+        assert ctx["capabilities"] == {"drop": ["ALL"]}, name
+        uids[name] = ctx["runAsUser"]
+    assert len(set(uids.values())) == 3
+    assert uids["multus-gateway"] == cfg.gateway_uid
+
+
+def test_prepare_node_mounts_every_path_it_prepares_and_matches_the_uids() -> None:
+    from compose.prepare_node import Identities, prepare_plan
+
+    ds = _daemonset()
+    spec = ds["spec"]["template"]["spec"]
+    prepare = next(c for c in spec["initContainers"] if c["name"] == "prepare-node")
+    assert prepare["command"][0] == "multus-prepare-node"
+    assert prepare["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert not prepare["securityContext"].get("privileged")
+    containers = _containers(ds)
+    ids = Identities(
+        gateway=containers["multus-gateway"]["securityContext"]["runAsUser"],
+        cache=containers["multus-cache"]["securityContext"]["runAsUser"],
+        certs=containers["multus-certs"]["securityContext"]["runAsUser"],
+        group=int(daemon_config().grpc_socket_group),
+    )
+    assert ids == Identities()  # the defaults of multus-prepare-node are the manifests' uids
+    for step in prepare_plan(daemon_config(), ids):
+        mount = _covered(prepare, step.path)
+        assert mount is not None and not mount.get("readOnly"), step.path
+
+
 def test_init_container_installs_the_shim_into_the_host_cni_bin_dir() -> None:
     ds = _daemonset()
     spec = ds["spec"]["template"]["spec"]
-    (init,) = spec["initContainers"]
+    init = spec["initContainers"][0]
     assert init["command"][0] == "multus-install-shim"
     args = shim_install.parse_args(init["command"][1:])
     mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}

@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from services.api import executor_pb2
-from services.executor.guard import check_route_change_allowed
+from services.common.peercred import PeerCred
+from services.executor.guard import CallerPolicy
 from services.executor.rejection import Reason, Rejected
 from services.executor.validation import validate_gateways
 from tests.executor.conftest import GATEWAY, Executor
@@ -55,11 +56,12 @@ def test_validate_gateways(case: str, gateways: list[str], ok: bool) -> None:
     [("gateway", False, True), ("", False, False), ("operator", False, False), ("", True, True)],
 )
 def test_route_change_guard(caller: str, allowed_by_config: bool, ok: bool) -> None:
+    policy, root = CallerPolicy(allow_operator_exec=allowed_by_config), PeerCred(1, 0, 0)
     if ok:
-        check_route_change_allowed(caller, allowed_by_config)
+        policy.check_route_change(root, caller)
     else:
         with pytest.raises(Rejected) as caught:
-            check_route_change_allowed(caller, allowed_by_config)
+            policy.check_route_change(root, caller)
         assert caught.value.reason is Reason.DENIED
 
 

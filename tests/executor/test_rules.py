@@ -3,11 +3,14 @@ error parsing, the operator guard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from services.common import cni
+from services.common.peercred import PeerCred
 from services.common.validation import netns_path_problem
-from services.executor.guard import caller_from_metadata, check_delete_allowed, check_exec_allowed
+from services.executor.guard import CallerPolicy, caller_from_metadata
 from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
 from services.executor.rejection import Reason, Rejected
 from services.executor.validation import (
@@ -201,29 +204,53 @@ def test_plugin_error(case: str, exit_code: int, stdout: bytes, stderr: bytes, e
     assert plugin_error(exit_code, stdout, stderr) == expected, case
 
 
+GATEWAY_UID, CACHE_UID, OPS_GID = 10001, 10002, 4242
+ROOT = PeerCred(pid=1, uid=0, gid=0)
+GATEWAY_PEER = PeerCred(pid=2, uid=GATEWAY_UID, gid=10000)
+CACHE_PEER = PeerCred(pid=3, uid=CACHE_UID, gid=10000)
+OPS_PEER = PeerCred(pid=4, uid=5000, gid=OPS_GID)
+
+
 @pytest.mark.parametrize(
-    ("caller", "command", "allow", "ok"),
+    ("case", "peer", "marker", "command", "allow", "ok"),
     [
-        ("gateway", "ADD", False, True),
-        ("", "ADD", False, False),
-        ("operator", "DEL", False, False),
-        ("", "VERSION", False, True),
-        ("", "ADD", True, True),
+        ("the gateway's uid with its marker", GATEWAY_PEER, "gateway", "ADD", False, True),
+        ("the gateway's uid without the marker", GATEWAY_PEER, "", "ADD", False, False),
+        ("the cache's uid sending the gateway's marker", CACHE_PEER, "gateway", "ADD", False, False),
+        ("the cache's uid may ask VERSION", CACHE_PEER, "", "VERSION", False, True),
+        ("root, operator exec off", ROOT, "", "DEL", False, False),
+        ("root sending the marker is not the gateway's uid", ROOT, "gateway", "DEL", False, False),
+        ("root, operator exec on (operator uid 0)", ROOT, "", "ADD", True, True),
+        ("the operator gid, operator exec on", OPS_PEER, "", "ADD", True, True),
+        ("the operator gid, operator exec off", OPS_PEER, "", "ADD", False, False),
+        ("the cache's uid, operator exec on", CACHE_PEER, "", "ADD", True, False),
+        ("unknown credentials (not through the front)", None, "gateway", "ADD", True, False),
     ],
 )
-def test_operator_guard(caller: str, command: str, allow: bool, ok: bool) -> None:
-    if ok:
-        check_exec_allowed(caller, command, allow)
-    else:
-        with pytest.raises(Rejected) as caught:
-            check_exec_allowed(caller, command, allow)
-        assert caught.value.reason is Reason.DENIED
+def test_caller_policy(
+    case: str, peer: PeerCred | None, marker: str, command: str, allow: bool, ok: bool
+) -> None:
+    policy = CallerPolicy(gateway_uid=GATEWAY_UID, allow_operator_exec=allow, operator_uid=0, operator_gid=OPS_GID)
+    checks: list[Callable[[], None]] = [lambda: policy.check_exec(peer, marker, command)]
+    if command != "VERSION":
+        checks += [lambda: policy.check_delete(peer, marker), lambda: policy.check_route_change(peer, marker)]
+    for check in checks:
+        if ok:
+            check()
+        else:
+            with pytest.raises(Rejected) as caught:
+                check()
+            assert caught.value.reason is Reason.DENIED, case
 
 
-def test_delete_guard_and_marker() -> None:
+def test_all_root_keeps_the_marker_rule() -> None:
+    """The default local supervisor runs everything as root: the marker tells the gateway from an operator."""
+    policy = CallerPolicy()
+    policy.check_exec(ROOT, "gateway", "ADD")
+    with pytest.raises(Rejected):
+        policy.check_exec(ROOT, "", "ADD")
+
+
+def test_caller_marker() -> None:
     assert caller_from_metadata((("x-multus-pod", "ns/p"), ("x-multus-caller", "gateway"))) == "gateway"
     assert caller_from_metadata(None) == ""
-    check_delete_allowed("gateway", False)
-    check_delete_allowed("", True)
-    with pytest.raises(Rejected):
-        check_delete_allowed("", False)

@@ -6,6 +6,7 @@ network namespaces or service processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,10 +50,19 @@ class FakeRunner:
 
     calls: list[PluginCall] = field(default_factory=list)
     crash_with: BaseException | None = None
+    # (command, network name) pairs that hang until released or cancelled, as a stuck plugin;
+    # `entered` gets each such call when it starts hanging.
+    hang: set[tuple[str, str]] = field(default_factory=set)
+    entered: asyncio.Queue[PluginCall] = field(default_factory=asyncio.Queue)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, plugin: str, command: str, target: Target, stdin: bytes) -> bytes:
         conf = json.loads(stdin)
-        self.calls.append(PluginCall(plugin, command, target.ifname, target.container_id, conf))
+        call = PluginCall(plugin, command, target.ifname, target.container_id, conf)
+        self.calls.append(call)
+        if (command, call.network) in self.hang:
+            self.entered.put_nowait(call)
+            await self.release.wait()
         if self.crash_with is not None:
             raise self.crash_with
         if command == "VERSION":
@@ -168,7 +178,9 @@ class Node:
         return await self.dispatcher.delegate(self.request(command, container_id, ifname=ifname, config=config))
 
 
-def make_node(root: Path, cluster_network: Mapping[str, Any] | None = None, **daemon: Any) -> Node:
+def make_node(
+    root: Path, cluster_network: Mapping[str, Any] | None = None, *, deadline: float | None = None, **daemon: Any
+) -> Node:
     """A gateway whose cluster network is `cluster_network` (a file under `root`)."""
     conf_dir = root / "net.d"
     conf_dir.mkdir(parents=True, exist_ok=True)
@@ -195,4 +207,4 @@ def make_node(root: Path, cluster_network: Mapping[str, Any] | None = None, **da
         resolver=NetworkResolver(cluster, cni_config_dir=str(conf_dir)),
         device_files=DeviceInfoFiles(str(root / "devinfo")),
     )
-    return Node(root, runner, cluster, service, Dispatcher(service))
+    return Node(root, runner, cluster, service, Dispatcher(service, deadline=deadline))

@@ -103,8 +103,9 @@ def test_failing_delegate_in_the_middle_rolls_back(gateway_node: GatewayNode, po
     assert node.allocations() == []
     assert _calls(node, cid) == [("ADD", "eth0"), ("ADD", "net2"), ("DEL", "net2"), ("DEL", "eth0")]
     records = Path(node.instance.config["cniDir"]) / "attachments" / cid
-    assert not records.exists()
+    assert [p.name for p in records.iterdir()] == [".add-abandoned.json"]  # no record: only the rolled-back mark
     assert node.cni("DEL", pod_netns, cid, "fails")[0] == 200
+    assert len(_calls(node, cid)) == 4  # the runtime's DEL runs no delegate again
 
 
 def test_unknown_network_emits_no_network_found(gateway_node: GatewayNode, pod_netns: Netns) -> None:

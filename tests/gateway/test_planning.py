@@ -120,7 +120,7 @@ def test_validate_call_rejects(case: str, env: dict[str, str], code: int) -> Non
 def test_validate_call_extracts_pod_and_extra_args() -> None:
     from services.gateway.request import CniRequest
 
-    call = validate_call(CniRequest(env={**ENV, "CNI_ARGS": ARGS + ";FOO=bar=baz;junk", "CNI_COMMAND": "add"}))
+    call = validate_call(CniRequest(env={**ENV, "CNI_ARGS": ARGS + ";FOO=bar=baz;junk", "CNI_COMMAND": "ADD"}))
     assert call.command == "ADD"
     assert call.pod == PodRef("ns1", "p1", "u1", "c1")
     assert call.extra_args == (("FOO", "bar=baz"),)
@@ -455,3 +455,15 @@ def test_devices_from_checkpoint() -> None:
         "old/res": ["x"],
     }
     assert devices_from_checkpoint(b"garbage", "u1") == {}
+
+
+def test_a_nad_config_with_a_lone_surrogate_is_a_cni_error() -> None:
+    """Found by the fuzz suite: encoding the config for the error crashed (UnicodeEncodeError, code 999)."""
+    from services.common import cni
+    from services.gateway.delegate import load_delegate
+    from services.gateway.resolver import config_from_spec
+
+    raw = config_from_spec("\ud800", "net")
+    with pytest.raises(cni.CniError) as caught:
+        load_delegate(raw)
+    assert caught.value.code != cni.INTERNAL

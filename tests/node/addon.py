@@ -82,6 +82,9 @@ def write_kit_overlay(directory: Path) -> Path:
                             "containers": [
                                 {
                                     "name": "multus-certs",
+                                    # the kubelet's credentials are root-only here as on most
+                                    # nodes: docs/deployment.md's patch for perNodeCertificate
+                                    "securityContext": {"runAsUser": 0, "runAsNonRoot": False},
                                     "volumeMounts": [
                                         {
                                             "name": "kit-kubelet-kubeconfig",

@@ -1,12 +1,13 @@
 """A loopback TCP proxy a test controls: cut() makes the API server unreachable
 (connections dropped, new ones refused) without touching the shared control
-plane; restore() brings it back on the same port."""
+plane; restore() brings it back on the same port; `delay` slows every chunk."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 class TcpProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
+        self.delay = 0.0  # seconds added before every chunk forwarded (a slow API server)
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -73,6 +75,8 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if self.delay:
+                    time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             pass
