@@ -66,6 +66,7 @@ PROTECTED = frozenset(
 @dataclass(frozen=True)
 class Step:
     """One thing to remove. kind: "files" (names matching `patterns` in `path`),
+    "dirs" (the same in each subdirectory of `path`, then the subdirectory),
     "file" (the file `path`, when `owned` says it is ours), "config" (the config
     manager's CNI config), "acl" (the access ACL multus-prepare-node gave the
     directory `path`), "quiesce" (wait until no process runs the program `path`),
@@ -108,7 +109,7 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         Step("files", os.path.join(socket_dir, "del-spool"), "spooled DELs (meaningless without the add-on)", ("*",)),
         Step("files", socket_dir, "the gateway's socket", ("multus.sock",)),
         Step("files", os.path.join(config.run_dir, "grpc"), "the services' gRPC sockets", ("*.sock",)),
-        Step("files", records, "attachment records", ("*",)),
+        Step("dirs", records, "attachment records", ("*.json", ".*.json")),
         Step("files", device_files, "device-info files written per attachment", ("*",)),
     ]
     log_files = {config.service_log_file(s) for s in (*SERVICES, "supervisor")} - {""}
@@ -188,6 +189,8 @@ def apply(plan: Sequence[Step], config: DaemonConfig, host_root: str, quiesce: f
         where = host_path(host_root, step.path)
         if step.kind == "files":
             _remove_matching(where, step, report)
+        elif step.kind == "dirs":
+            _remove_per_container(where, step, report)
         elif step.kind == "file":
             _remove_owned_file(where, step, report)
         elif step.kind == "config":
@@ -226,6 +229,23 @@ def _remove_matching(directory: str, step: Step, report: Report) -> None:
             continue
         os.unlink(path)
         report.removed.append(path)
+
+
+def _remove_per_container(directory: str, step: Step, report: Report) -> None:
+    """One directory per container (attachment records, a rolled-back ADD's mark):
+    its matching files, then the directory when nothing else is in it."""
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            _remove_matching(path, step, report)
+            try:
+                os.rmdir(path)
+            except OSError as exc:
+                report.kept.append(f"{path}: {exc.strerror} ({step.why})")
 
 
 def _remove_owned_file(path: str, step: Step, report: Report) -> None:
