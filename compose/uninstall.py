@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from compose.prepare_node import revoke_writers
 from services.common.config import DEFAULT_CONFIG_PATH, SERVICES, ConfigError, DaemonConfig, load_config
+from services.common.peercred import private_socket_path
 from services.common.rootfs import resolve_in_root
 from services.gateway import config_manager
 from shim.install import INSTALLED_NAME
@@ -95,6 +96,7 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
     records = config.records_dir
     device_files = os.path.join(config.device_info_dir, "cni")
     shim = os.path.join(shim_bin_dir, INSTALLED_NAME)
+    private_sockets = os.path.dirname(private_socket_path(os.path.join(config.run_dir, "grpc", "executor.sock")))
     steps = [
         # secrets first: an interrupted uninstall must not leave them behind
         Step("files", delegate_dir, "the delegates' ServiceAccount token and its kubeconfig", DELEGATE_FILES),
@@ -109,6 +111,8 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         Step("files", os.path.join(socket_dir, "del-spool"), "spooled DELs (meaningless without the add-on)", ("*",)),
         Step("files", socket_dir, "the gateway's socket", ("multus.sock",)),
         Step("files", os.path.join(config.run_dir, "grpc"), "the services' gRPC sockets", ("*.sock",)),
+        Step("files", private_sockets, "the sockets behind the executor's peer-credential front", ("*.sock",)),
+        Step("files", config.status_queue_dir, "network-status writes queued by the cache", ("*.json", ".*")),
         Step("dirs", records, "attachment records", ("*.json", ".*.json")),
         Step("files", device_files, "device-info files written per attachment", ("*",)),
     ]
@@ -121,7 +125,10 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         (cert_dir, "certDir"),
         (os.path.join(socket_dir, "del-spool"), "spool"),
         (socket_dir, "socketDir"),
+        (private_sockets, "private gRPC socket dir"),
         (os.path.join(config.run_dir, "grpc"), "gRPC socket dir"),
+        (config.status_queue_dir, "the cache's status queue"),
+        (os.path.dirname(config.status_queue_dir), "the cache's state dir"),
         (config.run_dir, "runDir"),
         (records, "records"),
         (config.cni_dir, "cniDir"),
@@ -215,12 +222,15 @@ def _rebased_file(host_root: str, path: str) -> str:
     return path if path in ("", config_manager.AUTO) else host_path(host_root, path)
 
 
-def _remove_matching(directory: str, step: Step, report: Report) -> None:
+def _entries(directory: str) -> list[str]:
     try:
-        names = sorted(os.listdir(directory))
+        return sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in names:
+        return []
+
+
+def _remove_matching(directory: str, step: Step, report: Report) -> None:
+    for name in _entries(directory):
         path = os.path.join(directory, name)
         if not any(fnmatch.fnmatchcase(name, pattern) for pattern in step.patterns):
             continue
@@ -234,11 +244,7 @@ def _remove_matching(directory: str, step: Step, report: Report) -> None:
 def _remove_per_container(directory: str, step: Step, report: Report) -> None:
     """One directory per container (attachment records, a rolled-back ADD's mark):
     its matching files, then the directory when nothing else is in it."""
-    try:
-        names = sorted(os.listdir(directory))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in names:
+    for name in _entries(directory):
         path = os.path.join(directory, name)
         if os.path.isdir(path) and not os.path.islink(path):
             _remove_matching(path, step, report)

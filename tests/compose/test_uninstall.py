@@ -79,6 +79,8 @@ def install_leftovers(root: Path) -> None:
     write(root, "/run/multus/del-spool/0001-abc.json", "{}")
     write(root, "/run/multus-grpc/grpc/gateway.sock", "")
     write(root, "/run/multus-grpc/grpc/cache.sock", "")
+    write(root, "/run/multus-grpc/grpc/.private/executor.sock", "")  # behind the peer-credential front
+    write(root, "/run/multus-grpc/cache/status-queue/pods_web.json", "{}")  # a queued network-status write
     write(root, "/var/lib/cni/multus/attachments/abc/net1.json", "{}")  # one dir per container
     write(root, "/var/lib/cni/multus/attachments/def/.add-abandoned.json", "{}")  # a rolled-back ADD's mark
     write(root, "/run/k8s.cni.cncf.io/devinfo/cni/net-abc-net1-device-info.json", "{}")

@@ -79,6 +79,18 @@ def write_kit_overlay(directory: Path) -> Path:
                 "spec": {
                     "template": {
                         "spec": {
+                            "initContainers": [
+                                # certDir then belongs to the uid multus-certs runs as (root here)
+                                {
+                                    "name": "prepare-node",
+                                    "command": [
+                                        "multus-prepare-node",
+                                        "--config",
+                                        "/etc/multus/daemon-config.json",
+                                        "--certs-uid=0",
+                                    ],
+                                }
+                            ],
                             "containers": [
                                 {
                                     "name": "multus-certs",
@@ -168,14 +180,31 @@ def wait_node_pod_ready(timeout: float = 240) -> dict[str, Any]:
             pods[0] if len(pods) == 1 and ready(pods[0]) and not pods[0]["metadata"].get("deletionTimestamp") else None
         )
 
-    return eventually(one_ready, timeout, "the node DaemonSet's pod Ready", interval=1.0)
+    try:
+        return eventually(one_ready, timeout, "the node DaemonSet's pod Ready", interval=1.0)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\n{pod_states(node_pods('node'))}\n{node_pod_logs()}") from None
+
+
+def pod_states(pods: list[dict[str, Any]]) -> str:
+    """Each container's state (init containers too) as the kubelet reports it."""
+    lines = []
+    for pod in pods:
+        status = pod.get("status", {})
+        for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+            name = f"{pod['metadata']['name']}/{c['name']}"
+            lines.append(f"{name}: restarts={c['restartCount']} {json.dumps(c['state'])}")
+    return "\n".join(lines) or "no node pod"
 
 
 def uninstall(overlay: Path, timeout: float = 240) -> None:
     """docs/deployment.md's uninstall, as an operator runs it."""
     k("label", "node", NODE_NAME, f"{UNINSTALL_LABEL}=true", "--overwrite")
     eventually(lambda: not node_pods("node"), timeout, "the node pod gone", interval=1.0)
-    eventually(lambda: any(ready(p) for p in node_pods("node-cleanup")), timeout, "node cleanup done", interval=1.0)
+    try:
+        eventually(lambda: any(ready(p) for p in node_pods("node-cleanup")), timeout, "node cleanup done", interval=1.0)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\n{pod_states(node_pods('node-cleanup'))}\n{node_pod_logs()}") from None
     k("delete", "-k", str(overlay), "-l", KEEP_CRD, "--wait=false", "--ignore-not-found")
     deadline = time.monotonic() + timeout
     while NAMESPACE in k("get", "namespaces", "-o", "name", check=False):
