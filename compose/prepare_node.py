@@ -73,8 +73,9 @@ def prepare_plan(config: DaemonConfig, ids: Identities) -> list[Step]:
         Step(os.path.join(config.device_info_dir, "cni"), ids.gateway, ids.group, 0o755),
         Step(config.cni_config_dir, -1, -1, -1, acl_writer=ids.gateway),
         Step(os.path.join(config.cni_config_dir, "multus.d"), ids.certs, ids.group, 0o755, recursive=True),
-        Step(config.per_node_certificate.cert_dir, ids.certs, ids.group, 0o750, recursive=True),
     ]
+    if config.per_node_certificate.enabled:  # else certDir is not ours to create or chown
+        steps.append(Step(config.per_node_certificate.cert_dir, ids.certs, ids.group, 0o750, recursive=True))
     if config.log_dir:
         steps.append(Step(config.log_dir, ROOT, ids.group, 0o1770))
         for service, uid in (("gateway", ids.gateway), ("cache", ids.cache), ("certs", ids.certs)):

@@ -43,6 +43,18 @@ def test_the_plan_gives_each_path_to_its_one_writer(tmp_path: Path) -> None:
     assert plan[(str(tmp_path / "run/multus-grpc/grpc"), "")].mode == 0o1770
 
 
+def test_cert_dir_is_left_alone_without_per_node_certificates(tmp_path: Path) -> None:
+    """Its default is a host path (/var/lib/multus/certs): only an enabled
+    perNodeCertificate makes it the certs service's to create and own."""
+    config = _config(tmp_path)
+    cert_dir = str(tmp_path / "var/lib/multus/certs")
+    assert cert_dir in {s.path for s in prepare_plan(config_from_dict(config), IDS)}
+    config["perNodeCertificate"] = {"enabled": False, "certDir": cert_dir}
+    assert cert_dir not in {s.path for s in prepare_plan(config_from_dict(config), IDS)}
+    config.pop("perNodeCertificate")
+    assert "/var/lib/multus/certs" not in {s.path for s in prepare_plan(config_from_dict(config), IDS)}
+
+
 def test_the_acl_is_what_setfacl_writes() -> None:
     blob = acl_with_writer(0o755, 1000)
     assert blob[:4] == b"\x02\x00\x00\x00" and len(blob) == 4 + 5 * 8
