@@ -105,6 +105,10 @@ def grant_writer(path: str, uid: int, fallback_gid: int) -> str:
     """Let `uid` write into `path`: an ACL entry, else (no ACLs on this filesystem)
     group write for `fallback_gid`. Returns what was done."""
     mode = os.stat(path).st_mode & 0o7777
+    if (group_obj := _acl_group_obj(path)) is not None:
+        # granted before (a restarted pod): with an ACL the group bits show the
+        # mask, not the owning group's entry; build on the real one
+        mode = (mode & ~0o070) | (group_obj << 3)
     try:
         os.setxattr(path, "system.posix_acl_access", acl_with_writer(mode, uid))
         return f"acl u:{uid}:rwx"
@@ -116,19 +120,31 @@ def grant_writer(path: str, uid: int, fallback_gid: int) -> str:
     return f"group {fallback_gid} rwx (no ACL support)"
 
 
-def revoke_writers(path: str) -> str:
-    """Undo grant_writer (uninstall): drop the access ACL as `setfacl -b` does, the
-    group bits going back to the owning group's own entry (the mask showed there)."""
+def _acl_entries(path: str) -> list[tuple[int, int, int]]:
+    """The access ACL's (tag, perm, id) entries; [] without one."""
     try:
         blob = os.getxattr(path, "system.posix_acl_access")
     except OSError as exc:
         if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOTSUP):
-            return ""
+            return []
         raise
-    entries = [struct.unpack_from("<HHI", blob, offset) for offset in range(4, len(blob), 8)]
+    return [struct.unpack_from("<HHI", blob, offset) for offset in range(4, len(blob), 8)]
+
+
+def _acl_group_obj(path: str) -> int | None:
+    """The owning group's own permissions when an extended ACL hides them behind the mask."""
+    entries = _acl_entries(path)
     if not any(tag == _USER for tag, _, _ in entries):
+        return None
+    return next(perm for tag, perm, _ in entries if tag == _GROUP_OBJ)
+
+
+def revoke_writers(path: str) -> str:
+    """Undo grant_writer (uninstall): drop the access ACL as `setfacl -b` does, the
+    group bits going back to the owning group's own entry (the mask showed there)."""
+    group_obj = _acl_group_obj(path)
+    if group_obj is None:
         return ""
-    group_obj = next(perm for tag, perm, _ in entries if tag == _GROUP_OBJ)
     mode = os.stat(path).st_mode & 0o7777
     os.removexattr(path, "system.posix_acl_access")
     os.chmod(path, (mode & ~0o070) | (group_obj << 3))

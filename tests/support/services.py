@@ -64,6 +64,7 @@ def make_instance(root: Path, **overrides: Any) -> Instance:
         "multusAutoconfigDir": str(root / "netd"),
         "confDir": str(root / "multus-netd"),
         "cniDir": str(root / "cnidir"),
+        "deviceInfoDir": str(root / "devinfo"),  # the default is the host's /run/k8s.cni.cncf.io
         "binDir": CNI_BIN,
         "logLevel": "debug",
     }
