@@ -109,8 +109,10 @@ class DynamicNetworks:
         retry_base: float | None = None,
         retry_max: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sandbox_exists: Callable[[str], bool] = netns_exists,
     ) -> None:
         self.core = core
+        self._sandbox_exists = sandbox_exists
         self._retry_base = core.config.dynamic_networks_retry_seconds if retry_base is None else retry_base
         self._retry_max = core.config.dynamic_networks_retry_max_seconds if retry_max is None else retry_max
         self._clock = clock
@@ -273,7 +275,7 @@ class DynamicNetworks:
                 first = records[0]
                 same_pod = (first.pod_namespace, first.pod_name) == (pod.namespace, pod.name)
                 same_uid = not pod.uid or not first.pod_uid or first.pod_uid == pod.uid
-                if same_pod and same_uid and netns_exists(first.netns):
+                if same_pod and same_uid and self._sandbox_exists(first.netns):
                     found.append(container_id)
             return found
 
@@ -283,7 +285,7 @@ class DynamicNetworks:
         records = await self.core.load_records(container_id)
         if (
             not records
-            or not netns_exists(records[0].netns)
+            or not self._sandbox_exists(records[0].netns)
             or any(r.state != "added" and not r.dynamic for r in records)
         ):
             return Outcome("ignored")  # DEL'd meanwhile, sandbox gone, or an ADD rolled back
