@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from services.cache.objects import CachedPod, Key
@@ -49,7 +49,7 @@ class _Subscriber:
         return keys
 
 
-async def watch_pods(pods: ObjectStore[CachedPod]) -> AsyncIterator[PodChange]:
+async def watch_pods(pods: ObjectStore[CachedPod]) -> AsyncGenerator[PodChange, None]:
     """Every cached pod, a SYNCED marker, then changes until the caller stops iterating."""
     subscriber = _Subscriber(asyncio.get_running_loop())
     # Subscribe before the snapshot: a change racing it is sent again (harmless).
