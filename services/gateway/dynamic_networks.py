@@ -337,6 +337,7 @@ class DynamicNetworks:
         next_index = max((r.index for r in records), default=-1) + 1
         for addition in changes.add:
             try:
+                await self._check_free(container_id, addition.ifname, element_network(addition.element))
                 record = await self._attach(call, netconf, cni_version, pod, addition, next_index)
             except cni.CniError as err:
                 DYNAMIC_CHANGES.labels("add", "failed").inc()
@@ -362,6 +363,17 @@ class DynamicNetworks:
         if errors:
             return Outcome("failed", tuple(added), tuple(removed), tuple(errors))
         return Outcome("changed" if added or removed else "converged", tuple(added), tuple(removed))
+
+    async def _check_free(self, container_id: str, ifname: str, network: str) -> None:
+        """An interface name the pod already uses is refused before any plugin runs: the
+        rollback of a failed ADD would DEL that name, i.e. the interface already there."""
+        taken = {r.ifname: r.network_name for r in await self.core.load_records(container_id)}
+        if ifname in taken:
+            raise cni.CniError(
+                cni.INVALID_CONFIG,
+                f"duplicate interface name {ifname!r}",
+                f"networks {taken[ifname]!r} and {network!r} both use it; name one with '@<ifname>'",
+            )
 
     async def _attach(
         self, call: CniCall, netconf: MultusNetConf, cni_version: str, pod: PodView, addition: Addition, index: int

@@ -187,3 +187,15 @@ async def test_delegate_hotplugs_are_not_touched(node: Node, dynamic: DynamicNet
     await dynamic.reconcile(edited(node, ""))
     assert ifnames(node) == ["eth0", "hp0"]
     assert node.runner.seen("DEL") == [("DEL", "net1")]
+
+
+async def test_interface_name_in_use_is_refused_before_any_plugin_runs(node: Node, dynamic: DynamicNetworks) -> None:
+    """A rollback of the failed ADD would DEL that name: the pod's own eth0."""
+    node.cluster.add_pod("web", "net-a")
+    await node.cni("ADD")
+    calls = len(node.runner.calls)
+    outcome = await dynamic.reconcile(edited(node, "net-a,net-b@eth0,net-c@net1"))
+    assert outcome.result == "failed" and len(outcome.errors) == 2
+    assert all("duplicate interface name" in e for e in outcome.errors)
+    assert len(node.runner.calls) == calls  # no ADD, no rollback DEL
+    assert ifnames(node) == ["eth0", "net1"]
