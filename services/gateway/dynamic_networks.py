@@ -122,13 +122,14 @@ class DynamicNetworks:
         self._failures: dict[Key, _Failure] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._converged: dict[Key, str] = {}  # pod -> networks text a pass found nothing to do for
-        self.synced = asyncio.Event()
+        self._snapshot: set[Key] = set()  # pods the current stream's snapshot named so far
 
     # --- the stream --------------------------------------------------------------
     async def follow(self, stream: Callable[[], AsyncIterator[tuple[str, PodView]]]) -> None:
         """Read the pod stream forever, reopening it (with backoff) whenever it ends."""
         attempt = 0
         while True:
+            self._snapshot = set()
             try:
                 async for kind, pod in stream():
                     attempt = 0
@@ -144,9 +145,13 @@ class DynamicNetworks:
     def observe(self, kind: str, pod: PodView) -> None:
         key = (pod.namespace, pod.name)
         if kind == "SNAPSHOT":
+            self._snapshot.add(key)
             self._converged.pop(key, None)  # a (re)connect: look at every pod again
         if kind == "SYNCED":
-            self.synced.set()
+            # Pods deleted while the stream was down never get a DELETED: drop them here.
+            for gone in [k for k in self._latest if k not in self._snapshot]:
+                self._latest.pop(gone, None)
+                self._forget(gone)
             return
         if kind == "DELETED":
             self._latest.pop(key, None)

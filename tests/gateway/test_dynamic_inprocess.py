@@ -199,3 +199,18 @@ async def test_interface_name_in_use_is_refused_before_any_plugin_runs(node: Nod
     assert all("duplicate interface name" in e for e in outcome.errors)
     assert len(node.runner.calls) == calls  # no ADD, no rollback DEL
     assert ifnames(node) == ["eth0", "net1"]
+
+
+async def test_a_new_snapshot_forgets_pods_deleted_meanwhile(node: Node, dynamic: DynamicNetworks) -> None:
+    node.cluster.add_pod("web", "net-a")
+    node.cluster.add_pod("old", "net-a")
+    dynamic.observe("SNAPSHOT", node.cluster.pods[("default", "web")])
+    dynamic.observe("SNAPSHOT", node.cluster.pods[("default", "old")])
+    dynamic.observe("SYNCED", PodView("", ""))
+    await dynamic.idle()
+    assert set(dynamic._latest) == {("default", "web"), ("default", "old")}
+    dynamic._snapshot = set()  # the stream reopened (follow() does this)
+    dynamic.observe("SNAPSHOT", node.cluster.pods[("default", "web")])
+    dynamic.observe("SYNCED", PodView("", ""))
+    await dynamic.idle()
+    assert set(dynamic._latest) == {("default", "web")}
