@@ -60,6 +60,11 @@ class CacheStub:
                 request_serializer=multus_dot_cache_dot_v1_dot_cache__pb2.StatsRequest.SerializeToString,
                 response_deserializer=multus_dot_cache_dot_v1_dot_cache__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.WatchPods = channel.unary_stream(
+                '/multus.cache.v1.Cache/WatchPods',
+                request_serializer=multus_dot_cache_dot_v1_dot_cache__pb2.WatchPodsRequest.SerializeToString,
+                response_deserializer=multus_dot_cache_dot_v1_dot_cache__pb2.PodChange.FromString,
+                _registered_method=True)
 
 
 class CacheServicer:
@@ -99,6 +104,17 @@ class CacheServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchPods(self, request, context):
+        """This node's pods as they change (dynamic networks): first every cached pod
+        (kind SNAPSHOT), then one SYNCED marker, then the current state of each pod
+        that changed (UPDATED) or its removal (DELETED). Bursts are coalesced per
+        pod and the pod's latest state is sent, so the stream is level-triggered:
+        a reader that reconnects re-reads everything and loses nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +142,11 @@ def add_CacheServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=multus_dot_cache_dot_v1_dot_cache__pb2.StatsRequest.FromString,
                     response_serializer=multus_dot_cache_dot_v1_dot_cache__pb2.StatsResponse.SerializeToString,
+            ),
+            'WatchPods': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPods,
+                    request_deserializer=multus_dot_cache_dot_v1_dot_cache__pb2.WatchPodsRequest.FromString,
+                    response_serializer=multus_dot_cache_dot_v1_dot_cache__pb2.PodChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +284,33 @@ class Cache:
             '/multus.cache.v1.Cache/Stats',
             multus_dot_cache_dot_v1_dot_cache__pb2.StatsRequest.SerializeToString,
             multus_dot_cache_dot_v1_dot_cache__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/multus.cache.v1.Cache/WatchPods',
+            multus_dot_cache_dot_v1_dot_cache__pb2.WatchPodsRequest.SerializeToString,
+            multus_dot_cache_dot_v1_dot_cache__pb2.PodChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 POD = "Pod"
@@ -40,6 +40,7 @@ class CachedPod:
     annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     resource_version: str = ""
+    deleting: bool = False  # metadata.deletionTimestamp is set
 
     @property
     def key(self) -> Key:
@@ -104,6 +105,7 @@ def pod_from_dict(obj: Mapping[str, Any], *, default_uid: bool = False) -> Cache
         annotations=_str_map(meta.get("annotations")),
         labels=_str_map(meta.get("labels")),
         resource_version=str(meta.get("resourceVersion") or ""),
+        deleting=bool(meta.get("deletionTimestamp")),
     )
 
 
@@ -129,7 +131,7 @@ def with_network_status(pod: CachedPod, network_status_json: str) -> CachedPod:
         annotations[NETWORK_STATUS_ANNOTATION] = network_status_json
     else:
         annotations.pop(NETWORK_STATUS_ANNOTATION, None)
-    return CachedPod(pod.namespace, pod.name, pod.uid, pod.node_name, annotations, pod.labels, pod.resource_version)
+    return replace(pod, annotations=annotations)
 
 
 def set_network_status(raw_pod: dict[str, Any], network_status_json: str) -> bool:

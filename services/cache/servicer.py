@@ -3,7 +3,7 @@ mapping cache errors to gRPC status codes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import grpc
@@ -20,6 +20,7 @@ from services.cache.errors import (
     StalePod,
 )
 from services.cache.objects import CachedNad, CachedPod
+from services.cache.pod_stream import watch_pods
 from services.cache.source import PodEvent, StatusWrite
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ def pod_message(pod: CachedPod) -> cache_pb2.Pod:
         annotations=dict(pod.annotations),
         labels=dict(pod.labels),
         resource_version=pod.resource_version,
+        deleting=pod.deleting,
     )
 
 
@@ -131,3 +133,12 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             for s in self.cache.stats()
         ]
         return cache_pb2.StatsResponse(kinds=kinds, source=self.cache.source.description)
+
+    async def WatchPods(self, request: cache_pb2.WatchPodsRequest, context: Any) -> AsyncIterator[cache_pb2.PodChange]:
+        async for change in watch_pods(self.cache.source.pods):
+            kind = change.kind  # the enum's value names
+            if change.pod is not None:
+                yield cache_pb2.PodChange(kind=kind, pod=pod_message(change.pod))
+            else:
+                namespace, name = change.key
+                yield cache_pb2.PodChange(kind=kind, pod=cache_pb2.Pod(namespace=namespace, name=name))

@@ -47,7 +47,19 @@ class ObjectStore(Generic[T]):
         self._last_sync = 0.0
         self._watch_restarts = 0
         self._synced = threading.Event()
+        # Called with each changed key, in the writing thread, under the store's lock
+        # (so a listener sees changes in order); listeners must only record the key.
+        self._listeners: list[Callable[[Key], None]] = []
         metrics.OBJECTS.labels(kind).set(0)
+
+    def add_listener(self, listener: Callable[[Key], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Key], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     # --- reads ---
     def get(self, key: Key) -> T | None:
@@ -59,6 +71,10 @@ class ObjectStore(Generic[T]):
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._items)
+
+    def values(self) -> list[T]:
+        with self._lock:
+            return list(self._items.values())
 
     @property
     def synced(self) -> bool:
@@ -99,7 +115,7 @@ class ObjectStore(Generic[T]):
             self._items = fresh
             self._resource_version = resource_version
             self._last_sync = time.time()
-            for key in changed & self._waiters.keys():
+            for key in changed if self._listeners else changed & self._waiters.keys():
                 self._wake(key)
         self._synced.set()
         metrics.OBJECTS.labels(self.kind).set(len(fresh))
@@ -117,6 +133,8 @@ class ObjectStore(Generic[T]):
         metrics.WATCH_RESTARTS.labels(self.kind).inc()
 
     def _wake(self, key: Key) -> None:
+        for listener in self._listeners:
+            listener(key)
         for loop, event in self._waiters.get(key, ()):
             loop.call_soon_threadsafe(event.set)
 

@@ -105,6 +105,12 @@ class DaemonConfig:
     gateway_uid: int = 0
     executor_operator_uid: int = 0
     executor_operator_gid: int = -1
+    # Dynamic networks (docs/dynamic-networks.md): the gateway follows edits of a running
+    # pod's networks annotation, adding and removing its interfaces (off by default).
+    dynamic_networks: bool = False
+    # Backoff between retries of a pod change that failed (doubling, up to the max).
+    dynamic_networks_retry_seconds: float = 10.0
+    dynamic_networks_retry_max_seconds: float = 300.0
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- derived paths ---
@@ -255,6 +261,8 @@ def validate_bounds(config: DaemonConfig) -> None:
         ("spoolReadinessHoldSeconds", config.spool_readiness_hold_seconds),
         ("spoolRetryMaxSeconds", config.spool_retry_max_seconds),
         ("spoolMaxAgeSeconds", config.spool_max_age_seconds),
+        ("dynamicNetworksRetrySeconds", config.dynamic_networks_retry_seconds),
+        ("dynamicNetworksRetryMaxSeconds", config.dynamic_networks_retry_max_seconds),
     ):
         if value < 0:
             raise ConfigError(f"{name}: must be >= 0")

@@ -165,6 +165,22 @@ OUR_KEYS: tuple[KeyDoc, ...] = (
         " docs/reliability.md)",
     ),
     KeyDoc(
+        "dynamicNetworks",
+        "dynamic_networks",
+        "follow edits of a running pod's `k8s.v1.cni.cncf.io/networks` annotation: the gateway adds and"
+        " removes the pod's interfaces to match and updates network-status (docs/dynamic-networks.md)",
+    ),
+    KeyDoc(
+        "dynamicNetworksRetrySeconds",
+        "dynamic_networks_retry_seconds",
+        "first backoff before a failed dynamic-networks change of a pod is tried again (doubling each time)",
+    ),
+    KeyDoc(
+        "dynamicNetworksRetryMaxSeconds",
+        "dynamic_networks_retry_max_seconds",
+        "cap of the backoff between retries of a failed dynamic-networks change",
+    ),
+    KeyDoc(
         "spoolReadinessHoldSeconds",
         "spool_readiness_hold_seconds",
         "at most this long the gateway holds readiness while it replays spooled DELs; what is left is"

@@ -6,6 +6,8 @@ code 7; pod of a status write gone: PodGone)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from services.api import cache_pb2, cache_pb2_grpc
@@ -17,7 +19,7 @@ PEER = "cache"
 
 
 def pod_view(pod: cache_pb2.Pod) -> PodView:
-    return PodView(pod.namespace, pod.name, pod.uid, dict(pod.annotations))
+    return PodView(pod.namespace, pod.name, pod.uid, dict(pod.annotations), deleting=pod.deleting)
 
 
 def nad_view(nad: cache_pb2.NetworkAttachmentDefinition) -> NadView:
@@ -91,6 +93,17 @@ class CacheClient:
             namespace=namespace, name=name, uid=uid, type=event_type, reason=reason, message=message
         )
         await call(PEER, self._stub.EmitPodEvent, request, timeout)
+
+    async def watch_pods(self) -> AsyncIterator[tuple[str, PodView]]:
+        """This node's pods as they change: ("SNAPSHOT", pod)..., ("SYNCED", -), then
+        ("UPDATED", pod) / ("DELETED", pod with namespace and name only). Ends with the
+        stream (grpc.aio.AioRpcError when the cache goes away); no deadline: it is long-lived."""
+        stream = self._stub.WatchPods(cache_pb2.WatchPodsRequest(), wait_for_ready=True)
+        try:
+            async for change in stream:
+                yield cache_pb2.PodChange.Kind.Name(change.kind), pod_view(change.pod)
+        finally:
+            stream.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

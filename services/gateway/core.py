@@ -139,6 +139,7 @@ class Core:
             pod_uid=pod.uid if pod else "",
             master=att.delegate.master,
             hotplug=hotplug,
+            ifname_requested=bool(att.delegate.ifname_request),
         )
 
     async def load_records(self, container_id: str) -> list[AttachmentRecord]:

@@ -37,3 +37,20 @@ CALLS_CANCELLED = Counter(
     "CNI calls cancelled before they finished, by reason (deadline, superseded, caller_gone)",
     ["command", "reason"],
 )
+DYNAMIC_CHANGES = Counter(
+    "multus_gateway_dynamic_network_changes_total",
+    "Dynamic networks: interfaces added or removed on running pods (operation add, remove) and"
+    " network-status rewrites (status), by outcome (ok, failed)",
+    ["operation", "outcome"],
+)
+DYNAMIC_RECONCILES = Counter(
+    "multus_gateway_dynamic_reconciles_total",
+    "Dynamic networks: passes over one pod, by outcome (converged: nothing to change; changed; failed:"
+    " retried on the next annotation change or after a backoff; ignored: deleting, sandbox gone or"
+    " not attached by this node; deferred: a failed change still in its backoff)",
+    ["outcome"],
+)
+DYNAMIC_STREAM_RECONNECTS = Counter(
+    "multus_gateway_dynamic_stream_reconnects_total",
+    "Dynamic networks: times the pod-change stream from the cache was (re)opened after it ended",
+)

@@ -17,6 +17,7 @@ class PodView:
     name: str
     uid: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    deleting: bool = False  # metadata.deletionTimestamp is set
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"

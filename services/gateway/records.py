@@ -51,6 +51,10 @@ class AttachmentRecord:
     result: Mapping[str, Any] | None = None  # the delegate's own result (its cniVersion)
     network_status: Mapping[str, Any] | None = None
     hotplug: bool = False
+    # Dynamic networks (services/gateway/dynamic_networks.py) made this attachment.
+    dynamic: bool = False
+    # Whether the selection element named the interface (None: a record older than this field).
+    ifname_requested: bool | None = None
     origin: str = "gateway"  # "upstream" for records read from upstream Multus' scratch cache
     created: float = field(default_factory=time.time)
     version: int = RECORD_VERSION

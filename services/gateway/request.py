@@ -218,6 +218,12 @@ def parse_cni_args(args: str) -> list[tuple[str, str]]:
 _K8S_KEYS = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"}
 
 
+def split_cni_args(args: str) -> tuple[PodRef | None, tuple[tuple[str, str], ...]]:
+    """CNI_ARGS as the pod they name and the runtime's other arguments (as validate_call splits them)."""
+    pairs = parse_cni_args(args)
+    return pod_ref_from_args(pairs), tuple((k, v) for k, v in pairs if k not in _K8S_KEYS)
+
+
 def pod_ref_from_args(pairs: list[tuple[str, str]]) -> PodRef | None:
     found = dict(pairs)
     namespace, name = found.get("K8S_POD_NAMESPACE", ""), found.get("K8S_POD_NAME", "")
@@ -242,8 +248,7 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
             f"unknown CNI_COMMAND {command[:32]!r}",
             "expected one of " + ", ".join(POD_VERBS + PLUGIN_VERBS),
         )
-    pairs = parse_cni_args(env.get("CNI_ARGS", ""))
-    extra = tuple((k, v) for k, v in pairs if k not in _K8S_KEYS)
+    pod, extra = split_cni_args(env.get("CNI_ARGS", ""))
     call = CniCall(
         command=command,
         container_id=env.get("CNI_CONTAINERID", ""),
@@ -252,7 +257,7 @@ def validate_call(request: CniRequest, *, require_pod: bool = True) -> CniCall:
         args=env.get("CNI_ARGS", ""),
         cni_path=env.get("CNI_PATH", ""),
         config=request.config,
-        pod=pod_ref_from_args(pairs),
+        pod=pod,
         extra_args=extra,
     )
     if command in PLUGIN_VERBS:

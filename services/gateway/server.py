@@ -25,6 +25,7 @@ from services.gateway.core import Timeouts
 from services.gateway.credentials_gate import delegate_credentials_expected, wait_for_delegate_credentials
 from services.gateway.device_info import DeviceInfoFiles, DevicePluginCheckpoint, KubeletDeviceInfo
 from services.gateway.dispatch import Dispatcher
+from services.gateway.dynamic_networks import DynamicNetworks
 from services.gateway.executor_client import ExecutorClient, executor_sockets
 from services.gateway.executor_routes import ExecutorRouteEditor
 from services.gateway.executor_runner import ExecutorRunner
@@ -159,6 +160,8 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
 
     config_manager.add_listener(publish_readiness)
     config_manager.start()
+    dynamic = DynamicNetworks(service.core) if config.dynamic_networks else None
+    follower = asyncio.create_task(dynamic.follow(cache.watch_pods)) if dynamic is not None else None
     background = [
         asyncio.create_task(settle_credentials()),
         asyncio.create_task(replay_spool_forever()),
@@ -173,6 +176,9 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         readiness.draining = True
         for task in background:
             task.cancel()
+        if follower is not None and dynamic is not None:
+            follower.cancel()
+            await dynamic.stop()
         await config_manager.stop()  # leaves 00-multus.conf in place: the node stays Ready across restarts
         await grpc_service.set_serving(False)
         for site in list(http.sites):
