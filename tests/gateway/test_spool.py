@@ -134,7 +134,9 @@ def test_a_failing_spooled_del_is_retried_then_given_up_and_reported(tmp_path: P
                 break
             time.sleep(0.3)
         dels = [c for c in recorded_calls(rec) if c["command"] == "DEL"]
-        assert len(dels) >= 3, dels  # replayed at start, then again with backoff
+        # replayed at start, then again with backoff until spoolMaxAgeSeconds (how
+        # many retries fit in 4 s depends on the machine's load: at least one)
+        assert len(dels) >= 2, dels
         assert spooled_files(spool) == [] and len(spooled_files(spool / DEAD_DIRNAME)) == 1
         assert _health(socket, "del-spool") == health_pb2.HealthCheckResponse.NOT_SERVING
         assert _health(socket, "") == health_pb2.HealthCheckResponse.SERVING  # never gates readiness
