@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 
 from services.api import cache_pb2
 from services.cache import metrics
+from services.cache.errors import PodGone
 from services.cache.kube_source import KubeSource
 from services.cache.objects import NETWORK_STATUS_ANNOTATION
 from services.cache.source import StatusWrite
@@ -89,11 +90,50 @@ def test_status_write_back_and_pod_events(
     assert items[0]["involvedObject"]["uid"] == uid and items[0]["involvedObject"]["kind"] == "Pod"
 
 
-async def test_status_write_retries_a_real_409_conflict(
+async def test_status_write_is_one_patch_that_keeps_other_writers_changes(
     shipped_identity: ShippedIdentity, cluster: Cluster, node: str
 ) -> None:
     ns = cluster.namespace
-    uid = cluster.create_pod("contended", node)["metadata"]["uid"]
+    uid = cluster.create_pod("shared", node, {"other.example/keep": "mine"})["metadata"]["uid"]
+    source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
+    mark = shipped_identity.recorder.snapshot()
+    await source.write_network_status(StatusWrite(ns, "shared", uid, STATUS))
+    pod_path = f"/api/v1/namespaces/{ns}/pods/shared"
+    calls = [(r.method, r.path) for r in shipped_identity.recorder.since(mark) if r.path.startswith(pod_path)]
+    assert calls == [("PATCH", f"{pod_path}/status")]
+    pod = cluster.read_pod("shared")
+    assert pod["metadata"]["annotations"] == {"other.example/keep": "mine", NETWORK_STATUS_ANNOTATION: STATUS}
+    # The same write again changes nothing (and needs no read either).
+    await source.write_network_status(StatusWrite(ns, "shared", uid, STATUS))
+    assert cluster.read_pod("shared")["metadata"]["resourceVersion"] == pod["metadata"]["resourceVersion"]
+    await source.stop()
+
+
+async def test_status_write_for_a_recreated_pod_is_refused(
+    shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
+    ns = cluster.namespace
+    old_uid = cluster.create_pod("reborn", node)["metadata"]["uid"]
+    cluster.delete_pod("reborn")  # grace period 0: gone at once
+    new_uid = cluster.create_pod("reborn", node)["metadata"]["uid"]
+    assert new_uid != old_uid
+    source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
+    with pytest.raises(PodGone, match="recreated"):
+        await source.write_network_status(StatusWrite(ns, "reborn", old_uid, STATUS))
+    assert annotation(cluster, "reborn") is None
+    with pytest.raises(PodGone, match="not found"):
+        await source.write_network_status(StatusWrite(ns, "never-was", "", STATUS))
+    await source.stop()
+
+
+async def test_mirror_pod_status_write_retries_a_real_409_conflict(
+    shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
+    """kubelet names a static pod by its own UID: the patch's UID check refuses it, the
+    pod is read (a mirror: written anyway) and replaced, re-read on each real 409."""
+    ns = cluster.namespace
+    mirror = {"kubernetes.io/config.mirror": "abc", "kubernetes.io/config.source": "file"}
+    cluster.create_pod("static-web", node, mirror)
     source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
     real_get = source._get_raw
     writers = iter(range(2))  # another writer changes the pod between our read and our write, twice
@@ -102,15 +142,15 @@ async def test_status_write_retries_a_real_409_conflict(
         pod = real_get(*args)
         if next(writers, None) is not None:
             cluster.core.patch_namespaced_pod(
-                "contended", ns, {"metadata": {"labels": {f"raced-{time.monotonic_ns()}": "x"}}}
+                "static-web", ns, {"metadata": {"labels": {f"raced-{time.monotonic_ns()}": "x"}}}
             )
         return pod
 
     source._get_raw = get_then_race  # type: ignore[method-assign,assignment]
     conflicts = metrics.STATUS_CONFLICTS._value.get()
-    await source.write_network_status(StatusWrite(ns, "contended", uid, STATUS))
+    await source.write_network_status(StatusWrite(ns, "static-web", "kubelet-side-uid", STATUS))
     assert metrics.STATUS_CONFLICTS._value.get() - conflicts == 2
-    pod = cluster.read_pod("contended")
+    pod = cluster.read_pod("static-web")
     assert pod["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION] == STATUS
     assert len([k for k in pod["metadata"]["labels"] if k.startswith("raced-")]) == 2  # nothing overwritten
     await source.stop()
@@ -119,12 +159,11 @@ async def test_status_write_retries_a_real_409_conflict(
 @pytest.fixture
 def limited_identity(admin_api: k8s.ApiClient, cluster: Cluster, tmp_path: Path, kube_api: Path) -> Iterator[Any]:
     """A ServiceAccount bound to a ClusterRole that can read pods and NADs and create
-    events, but lacks `update pods/status`; yields (kubeconfig, grant) where grant() adds it."""
+    events, but lacks `patch pods/status`; yields (kubeconfig, grant) where grant() adds it."""
     rbac: Any = k8s.RbacAuthorizationV1Api(admin_api)
     name = f"{cluster.namespace}-limited"
     rules = [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]},
         {
             "apiGroups": ["k8s.cni.cncf.io"],
             "resources": ["network-attachment-definitions"],
@@ -150,7 +189,7 @@ def limited_identity(admin_api: k8s.ApiClient, cluster: Cluster, tmp_path: Path,
         )
 
         def grant() -> None:
-            fixed = [*rules, {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update", "patch"]}]
+            fixed = [*rules, {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update", "patch"]}]
             rbac.patch_cluster_role(name, {"rules": fixed})
 
         yield kubeconfig, grant
