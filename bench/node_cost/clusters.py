@@ -137,7 +137,7 @@ class KubeCluster:
                 user=f"system:multus:{self.node}",
                 groups=[NODE_GROUP, "system:authenticated"],
                 resource_attributes=k8s.V1ResourceAttributes(
-                    verb="get", resource="pods", subresource="status", namespace=self.namespace
+                    verb="patch", resource="pods", subresource="status", namespace=self.namespace
                 ),
             )
         )

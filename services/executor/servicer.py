@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
-from pyroute2.netlink.exceptions import NetlinkError
 
 from services.api import cni_pb2, executor_pb2, executor_pb2_grpc
 from services.common.logs import get_logger, redact
@@ -17,6 +16,7 @@ from services.executor.guard import (
     check_exec_allowed,
     check_route_change_allowed,
 )
+from services.executor.netlink import NetlinkFailure as NetlinkError  # an OSError; pyroute2 loads on first use
 from services.executor.rejection import Reason, Rejected
 from services.executor.runner import DelegateRunner, ExecRequest
 from services.executor.validation import validate_gateways, validate_ifname, validate_netns
