@@ -44,7 +44,8 @@ def make_source(config: DaemonConfig) -> ClusterSource:
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
     source = make_source(config)
     writer = StatusWriter(source.write_network_status, source.emit_event)
-    cache = Cache(source, writer, Bounds(pod_wait_ms=config.pod_wait_ms, status_wait_ms=config.status_write_wait_ms))
+    bounds = Bounds(pod_wait_ms=config.pod_wait_ms, status_wait_ms=config.status_write_wait_ms)
+    cache = Cache(source, writer, bounds, config.multus_namespace)
     register_collector("cache-state", CacheStateCollector(cache.stats))
 
     def register(server: grpc.aio.Server) -> list[str]:
@@ -69,5 +70,6 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
             await synced
         await svc.set_serving(False)
         await svc.stop()
+        await cache.drain_events()
         await writer.stop()
         await source.stop()

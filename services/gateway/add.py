@@ -1,6 +1,6 @@
 """CNI ADD: plan the pod's attachments, attach them in order (rolling back on
-the first failure), write network-status, announce the interfaces, and answer
-the cluster network's result."""
+the first failure), write network-status (the cache then announces the
+interfaces, in the background), and answer the cluster network's result."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from services.gateway.invoke import Target
 from services.gateway.netconf import MultusNetConf
 from services.gateway.network_status import network_statuses
 from services.gateway.plan import PlannedAttachment
-from services.gateway.ports import PodView
+from services.gateway.ports import PodEventView, PodView
 from services.gateway.records import AttachmentRecord
 from services.gateway.request import CniCall
 from services.gateway.result import to_current
@@ -37,9 +37,13 @@ async def cmd_add(core: Core, call: CniCall) -> dict[str, Any]:
         # nothing leaks (the runtime only repeats ADD after a failure on its side).
         await core.teardown(call, earlier, fail=False)
     attached = await attach_all(core, call, planned)
+    events = interface_events(planned, attached)
     if pod.namespace not in netconf.system_namespaces:
-        await write_network_status(core, call, pod, await status_entries(core, planned, attached), attached)
-    announce_interfaces(core, pod, planned, attached)
+        entries = await status_entries(core, planned, attached)
+        await write_network_status(core, call, pod, entries, attached, events=events)
+    else:
+        for event in events:  # no status write to carry them
+            core.event(pod, event.type, event.reason, event.message)
     return cluster_result(planned, attached)
 
 
@@ -126,9 +130,12 @@ async def write_network_status(
     pod: PodView,
     entries: list[dict[str, Any]],
     rollback: Sequence[AttachmentRecord] = (),
+    *,
+    events: Sequence[PodEventView] = (),
 ) -> None:
-    """Write network-status; when that fails, undo `rollback` and fail with the write's code.
-    A pod already gone needs no status (the runtime will DEL it)."""
+    """Write network-status (the cache emits `events` after it); when that fails, undo
+    `rollback` and fail with the write's code. A pod already gone needs no status (the
+    runtime will DEL it)."""
     try:
         await core.cluster.update_network_status(
             pod.namespace,
@@ -137,6 +144,7 @@ async def write_network_status(
             json.dumps(entries),
             wait_ms=core.config.status_write_wait_ms,
             timeout=core.timeouts.status_write + core.config.status_write_wait_ms / 1000.0,
+            events=events,
         )
     except PodGone as gone:
         log.info("pod gone before its network-status was written", error=str(gone))
@@ -146,15 +154,18 @@ async def write_network_status(
         raise cni.CniError(err.code, "error setting the networks status", str(err)) from err
 
 
-def announce_interfaces(
-    core: Core, pod: PodView, planned: Sequence[PlannedAttachment], attached: Sequence[AttachmentRecord]
-) -> None:
+def interface_events(
+    planned: Sequence[PlannedAttachment], attached: Sequence[AttachmentRecord]
+) -> list[PodEventView]:
     """An AddedInterface event per attachment that reported an interface or address, as upstream."""
+    events = []
     for att, record in zip(planned, attached, strict=True):
         current = to_current(record.result)
         if record.result is not None and (current.get("interfaces") or current.get("ips")):
             suffix = f" from {att.network_name}" if att.network_name else ""
-            core.event(pod, "Normal", "AddedInterface", f"Add {att.ifname} [{' '.join(ips_of(record.result))}]{suffix}")
+            message = f"Add {att.ifname} [{' '.join(ips_of(record.result))}]{suffix}"
+            events.append(PodEventView("Normal", "AddedInterface", message))
+    return events
 
 
 def cluster_result(planned: Sequence[PlannedAttachment], attached: Sequence[AttachmentRecord]) -> dict[str, Any]:

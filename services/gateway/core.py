@@ -18,6 +18,7 @@ from typing import Any
 from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger
+from services.common.selection import CONFIG_SOURCE_ANNOTATION
 from services.gateway.delegate import Delegate
 from services.gateway.device_info import CNI_DEVICE_INFO_CAPABILITY, DeviceInfoFiles, with_device_info_file
 from services.gateway.invoke import NetworkInvoker, Target
@@ -27,7 +28,6 @@ from services.gateway.ports import Cluster, PodView, RouteEditor
 from services.gateway.records import AttachmentRecord, RecordStore
 from services.gateway.request import CniCall
 from services.gateway.resolver import NetworkResolver
-from services.gateway.selection import CONFIG_SOURCE_ANNOTATION
 
 log = get_logger(__name__)
 

@@ -44,9 +44,9 @@ def annotation(cluster: Cluster, pod: str) -> str | None:
     return (cluster.read_pod(pod)["metadata"].get("annotations") or {}).get(NETWORK_STATUS_ANNOTATION)
 
 
-def update(stub: Any, ns: str, name: str, uid: str, status: str = STATUS, wait_ms: int = 0) -> Any:
+def update(stub: Any, ns: str, name: str, uid: str, status: str = STATUS, wait_ms: int = 0, events: Any = ()) -> Any:
     req = cache_pb2.UpdateNetworkStatusRequest(
-        namespace=ns, name=name, uid=uid, network_status_json=status, wait_ms=wait_ms
+        namespace=ns, name=name, uid=uid, network_status_json=status, wait_ms=wait_ms, events=list(events)
     )
     return stub.UpdateNetworkStatus(req, timeout=15)
 
@@ -58,7 +58,8 @@ def test_status_write_back_and_pod_events(
     uid = cluster.create_pod("web", node)["metadata"]["uid"]
     kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
-        resp = update(stub, ns, "web", uid)
+        added = cache_pb2.PodEvent(type="Normal", reason="AddedInterface", message="Add eth0 [10.0.0.5/24] from c")
+        resp = update(stub, ns, "web", uid, events=[added])  # emitted once the write was tried
         assert resp.delivered, resp.message
         assert annotation(cluster, "web") == STATUS
         eventually(lambda: get_pod(stub, ns, "web").annotations.get(NETWORK_STATUS_ANNOTATION) == STATUS)
@@ -82,12 +83,16 @@ def test_status_write_back_and_pod_events(
             ),
             timeout=10,
         )
-    events = cluster.core.list_namespaced_event(ns, _preload_content=False)
-    items = json.loads(events.data)["items"]
-    assert [(e["reason"], e["message"], e["source"]["component"]) for e in items] == [
-        ("AddedInterface", "Add net1 [10.1.1.2/24] from x", "multus")
+
+    def events() -> list[Any]:
+        return list(json.loads(cluster.core.list_namespaced_event(ns, _preload_content=False).data)["items"])
+
+    items: list[Any] = eventually(lambda: events() if len(events()) == 2 else None, what="both events")
+    assert sorted((e["reason"], e["message"], e["source"]["component"]) for e in items) == [
+        ("AddedInterface", "Add eth0 [10.0.0.5/24] from c", "multus"),
+        ("AddedInterface", "Add net1 [10.1.1.2/24] from x", "multus"),
     ]
-    assert items[0]["involvedObject"]["uid"] == uid and items[0]["involvedObject"]["kind"] == "Pod"
+    assert all(e["involvedObject"]["uid"] == uid and e["involvedObject"]["kind"] == "Pod" for e in items)
 
 
 async def test_status_write_is_one_patch_that_keeps_other_writers_changes(

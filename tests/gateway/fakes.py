@@ -7,19 +7,20 @@ network namespaces or service processes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from services.common import cni
 from services.common.config import config_from_dict
 from services.common.errors import DelegateFailed, NetworkNotFound, PodNotFound
+from services.common.selection import NETWORKS_ANNOTATION, parse_networks_annotation
 from services.gateway.cni_service import CniService
 from services.gateway.device_info import DeviceInfoFiles
 from services.gateway.dispatch import Dispatcher
 from services.gateway.invoke import NetworkInvoker, Target
-from services.gateway.ports import NadView, PodView
+from services.gateway.ports import NadView, PodEventView, PodView
 from services.gateway.records import RecordStore
 from services.gateway.request import CniRequest
 from services.gateway.resolver import NetworkResolver
@@ -84,6 +85,9 @@ class FakeCluster:
     statuses: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (pod, reason, message)
     status_error: cni.CniError | None = None
+    # As the cache service does: answer for a pod with the NADs its annotation names that exist.
+    prefetch: bool = False
+    nad_lookups: list[tuple[str, str]] = field(default_factory=list)
 
     def add_pod(self, name: str, networks: str = "", namespace: str = "default", **annotations: str) -> PodView:
         if networks:
@@ -99,21 +103,36 @@ class FakeCluster:
     async def get_pod(self, namespace: str, name: str, uid: str = "", *, wait_ms: int = 0, timeout: float) -> PodView:
         if (namespace, name) not in self.pods:
             raise PodNotFound(f"pod {namespace}/{name} not found")
-        return self.pods[(namespace, name)]
+        pod = self.pods[(namespace, name)]
+        if not self.prefetch:
+            return pod
+        elements = parse_networks_annotation(pod.annotations.get(NETWORKS_ANNOTATION, ""), namespace)
+        keys = [(e.namespace, e.name) for e in elements]
+        return replace(pod, networks={key: self.nads[key] for key in keys if key in self.nads})
 
     async def get_network_attachment_definition(
         self, namespace: str, name: str, *, wait_ms: int = 0, timeout: float
     ) -> NadView:
+        self.nad_lookups.append((namespace, name))
         if (namespace, name) not in self.nads:
             raise NetworkNotFound(f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})")
         return self.nads[(namespace, name)]
 
     async def update_network_status(
-        self, namespace: str, name: str, uid: str, network_status_json: str, *, wait_ms: int = 0, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        network_status_json: str,
+        *,
+        wait_ms: int = 0,
+        timeout: float,
+        events: Sequence[PodEventView] = (),
     ) -> bool:
         if self.status_error is not None:
             raise self.status_error
         self.statuses.append((f"{namespace}/{name}", json.loads(network_status_json)))
+        self.events.extend((f"{namespace}/{name}", e.reason, e.message) for e in events)
         return True
 
     async def emit_pod_event(

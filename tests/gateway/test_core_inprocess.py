@@ -55,6 +55,19 @@ async def test_add_attaches_in_order_and_reports(node: Node) -> None:
     assert [r.state for r in node.records.load("c1")] == ["added"] * 3
 
 
+async def test_nads_that_came_with_the_pod_are_not_asked_for_again(node: Node) -> None:
+    node.cluster.prefetch = True
+    node.cluster.add_pod("web", "net-a, net-b@data0")
+    await node.cni("ADD")
+    assert node.runner.seen("ADD") == [("ADD", "eth0"), ("ADD", "net1"), ("ADD", "data0")]
+    assert node.cluster.nad_lookups == []
+    # One the cache does not hold is asked for alone, and an unknown one is still code 7.
+    node.cluster.add_pod("db", "net-a, ghost")
+    err = await failing(node.cni("ADD", "c2", "db"))
+    assert err.code == cni.INVALID_CONFIG and "(ghost) in namespace (default)" in err.msg
+    assert node.cluster.nad_lookups == [("default", "ghost")]
+
+
 async def test_add_failure_rolls_back_from_the_failing_delegate_to_the_first(node: Node) -> None:
     node.cluster.add_pod("web", "net-a, net-fail, net-b")
     err = await failing(node.cni("ADD"))
