@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,10 @@ class AttachmentRecord:
         return ",".join(str(p.get("type", "")) for p in plugins if isinstance(p, dict))
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
+        # A shallow field dict, not dataclasses.asdict: that deep-copies the config and
+        # result on every write (about 0.3 ms of an ADD's CPU per record).
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return json.dumps(fields, sort_keys=True, default=dict).encode()
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> AttachmentRecord:
