@@ -18,7 +18,7 @@ from services.executor.guard import (
 )
 from services.executor.netlink import NetlinkFailure as NetlinkError  # an OSError; pyroute2 loads on first use
 from services.executor.rejection import Reason, Rejected
-from services.executor.runner import DelegateRunner, ExecRequest
+from services.executor.runner import DelegateRunner, ExecOutcome, ExecRequest
 from services.executor.validation import validate_gateways, validate_ifname, validate_netns
 
 log = get_logger(__name__)
@@ -56,6 +56,17 @@ def _guarded(check: Callable[..., None], *args: Any) -> None:
         raise
 
 
+def _response(outcome: ExecOutcome) -> executor_pb2.ExecPluginResponse:
+    response = executor_pb2.ExecPluginResponse(
+        exit_code=outcome.exit_code, stdout=outcome.stdout, duration_seconds=outcome.duration
+    )
+    if outcome.error is not None:
+        response.error.CopyFrom(
+            cni_pb2.CniError(code=outcome.error.code, msg=outcome.error.msg, details=outcome.error.details)
+        )
+    return response
+
+
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc]
     def __init__(self, runner: DelegateRunner, allow_operator_exec: bool) -> None:
         self.runner = runner
@@ -66,8 +77,36 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
     ) -> executor_pb2.ExecPluginResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         try:
+            outcome = await self._exec(caller, request, context)
+        except Rejected as exc:
+            await _abort(context, exc)
+        return _response(outcome)
+
+    async def ExecPlugins(
+        self, request: executor_pb2.ExecPluginsRequest, context: Any
+    ) -> executor_pb2.ExecPluginsResponse:
+        """ExecPlugin for each call in order, in one round trip (see the proto)."""
+        caller = caller_from_metadata(context.invocation_metadata())
+        results = []
+        for call in request.calls:
+            try:
+                outcome = await self._exec(caller, call, context)
+            except Rejected as exc:
+                refused = _STATUS[exc.reason].value[0]
+                results.append(executor_pb2.ExecPluginResult(refused_code=refused, refused_message=exc.message))
+                if request.stop_at_failure:
+                    break
+                continue
+            results.append(executor_pb2.ExecPluginResult(response=_response(outcome)))
+            if request.stop_at_failure and (outcome.error is not None or outcome.exit_code != 0):
+                break
+        return executor_pb2.ExecPluginsResponse(results=results)
+
+    async def _exec(self, caller: str, request: executor_pb2.ExecPluginRequest, context: Any) -> ExecOutcome:
+        """One delegate call, guarded and bounded by the RPC's deadline; raises Rejected."""
+        try:
             _guarded(check_exec_allowed, caller, request.command, self.allow_operator_exec)
-            outcome = await self.runner.run(
+            return await self.runner.run(
                 ExecRequest(
                     plugin=request.plugin,
                     command=request.command,
@@ -82,15 +121,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
             )
         except Rejected as exc:
             log.info("exec refused", plugin=request.plugin, cni_command=request.command, reason=exc.message)
-            await _abort(context, exc)
-        response = executor_pb2.ExecPluginResponse(
-            exit_code=outcome.exit_code, stdout=outcome.stdout, duration_seconds=outcome.duration
-        )
-        if outcome.error is not None:
-            response.error.CopyFrom(
-                cni_pb2.CniError(code=outcome.error.code, msg=outcome.error.msg, details=outcome.error.details)
-            )
-        return response
+            raise
 
     async def ListInterfaces(
         self, request: executor_pb2.ListInterfacesRequest, context: Any

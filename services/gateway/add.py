@@ -36,7 +36,9 @@ async def cmd_add(core: Core, call: CniCall) -> dict[str, Any]:
         # A repeated ADD for a container: undo the earlier attachments first so
         # nothing leaks (the runtime only repeats ADD after a failure on its side).
         await core.teardown(call, earlier, fail=False)
-    attached = await attach_all(core, call, planned)
+    attached = await attach_together(core, call, planned)
+    if attached is None:  # a delegate needs the gateway before the next one runs
+        attached = await attach_all(core, call, planned)
     events = interface_events(planned, attached)
     if pod.namespace not in netconf.system_namespaces:
         entries = await status_entries(core, planned, attached)
@@ -89,6 +91,53 @@ async def attach_all(core: Core, call: CniCall, planned: Sequence[PlannedAttachm
         attached.append(record)
     await core.save(*unsaved)
     return attached
+
+
+async def attach_together(
+    core: Core, call: CniCall, planned: Sequence[PlannedAttachment]
+) -> list[AttachmentRecord] | None:
+    """attach_all in one executor round trip, when no delegate needs the gateway
+    before the next one runs (a chained conflist's prevResult, default-route, a
+    device-info file to copy): None then, and attach_all does it.
+
+    The same order, records and rollback: every record is written ("adding")
+    before the first delegate runs, so a crash leaves DEL enough to clean up;
+    the executor stops at the first failure, which is rolled back from the
+    failing delegate itself to the first (and any that ran after it, when the
+    failure was an unreadable result) and raised with its own code; records of
+    delegates that never ran are dropped."""
+    calls = []
+    for att in planned:
+        if att.drop_default_v4 or att.drop_default_v6 or att.default_gateways or att.delegate.resource_name:
+            return None
+        target = Target(call.container_id, call.netns, att.ifname, att.add_args)
+        one = core.invoker.single_add(att.delegate.config, target, att.capability_args)
+        if one is None:
+            return None
+        calls.append(one)
+    pending = [core.record(call, att) for att in planned]
+    await core.save(*pending)
+    try:
+        results = await core.invoker.add_each(calls)
+    except cni.CniError as lost:  # the executor never answered: any of them may have run
+        failure: tuple[PlannedAttachment, cni.CniError] = (planned[0], lost)
+        ran = pending
+    else:
+        ran = [
+            record if isinstance(result, cni.CniError) else replace(record, state="added", result=result)
+            for record, result in zip(pending, results, strict=False)
+        ]
+        failures = [(att, r) for att, r in zip(planned, results, strict=False) if isinstance(r, cni.CniError)]
+        if not failures:
+            await core.save(*ran)
+            return ran
+        failure = failures[0]
+    att, err = failure
+    log.warning("delegate ADD failed, rolling back", network=att.network_name, ifname=att.ifname, error=str(err))
+    for never_ran in pending[len(ran) :]:
+        core.records.remove(never_ran.container_id, never_ran.ifname)
+    await core.teardown(call, ran, fail=False)
+    raise cni.CniError(err.code, f"error adding container to network {att.network_name!r}: {err.msg}", err.details)
 
 
 async def apply_default_route(

@@ -156,14 +156,21 @@ class Core:
         """DEL in reverse order, keep going on errors, always drop the records. With
         `fail` (a DEL), the first error is raised once all are done; a rollback only logs."""
         first: cni.CniError | None = None
-        for record in sorted(records, key=lambda r: r.index, reverse=True):
-            try:
-                await self.invoker.delete(
-                    record.config, self.target(call, record), record.capability_args, record.result
+        ordered = sorted(records, key=lambda r: r.index, reverse=True)
+        # Every network's DEL in one executor round trip (going on past failures).
+        calls = [
+            self.invoker.delete_calls(r.config, self.target(call, r), r.capability_args, r.result) for r in ordered
+        ]
+        try:
+            failures = await self.invoker.delete_each(calls)
+        except cni.CniError as unavailable:  # no executor: every DEL failed alike
+            failures = [unavailable] * len(ordered)
+        for record, failure in zip(ordered, failures, strict=True):
+            if failure is not None:
+                log.warning(
+                    "delegate DEL failed", network=record.network_name, ifname=record.ifname, error=str(failure)
                 )
-            except cni.CniError as err:
-                log.warning("delegate DEL failed", network=record.network_name, ifname=record.ifname, error=str(err))
-                first = first or err
+                first = first or failure
             await self.device_files.remove(device_info_file(record.capability_args))
             if record.origin != "upstream":
                 self.records.remove(record.container_id, record.ifname)

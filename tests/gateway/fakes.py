@@ -16,6 +16,7 @@ from services.common import cni
 from services.common.config import config_from_dict
 from services.common.errors import DelegateFailed, NetworkNotFound, PodNotFound
 from services.common.selection import NETWORKS_ANNOTATION, parse_networks_annotation
+from services.gateway import invoke
 from services.gateway.cni_service import CniService
 from services.gateway.device_info import DeviceInfoFiles
 from services.gateway.dispatch import Dispatcher
@@ -50,6 +51,17 @@ class FakeRunner:
 
     calls: list[PluginCall] = field(default_factory=list)
     crash_with: BaseException | None = None
+    batches: list[list[tuple[str, str]]] = field(default_factory=list)  # (command, ifname) of each run_all
+
+    async def run_all(self, calls: Sequence[invoke.PluginCall], *, stop_at_failure: bool) -> list[invoke.Outcome]:
+        """As the executor's ExecPlugins: one round trip (recorded), lost as a whole."""
+        self.batches.append([(c.command, c.target.ifname) for c in calls])
+        if self.crash_with is not None:
+            self.calls.extend(
+                PluginCall(c.plugin, c.command, c.target.ifname, c.target.container_id, {}) for c in calls[:1]
+            )
+            raise self.crash_with
+        return await invoke.run_one_by_one(self, calls, stop_at_failure=stop_at_failure)
 
     async def run(self, plugin: str, command: str, target: Target, stdin: bytes) -> bytes:
         conf = json.loads(stdin)
