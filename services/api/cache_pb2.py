@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmultus/cache/v1/cache.proto\x12\x0fmultus.cache.v1\"N\n\rGetPodRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\"\xb1\x02\n\x03Pod\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12:\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32%.multus.cache.v1.Pod.AnnotationsEntry\x12\x30\n\x06labels\x18\x06 \x03(\x0b\x32 .multus.cache.v1.Pod.LabelsEntry\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n%GetNetworkAttachmentDefinitionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xf0\x01\n\x1bNetworkAttachmentDefinition\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x03 \x01(\t\x12R\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32=.multus.cache.v1.NetworkAttachmentDefinition.AnnotationsEntry\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\x1aUpdateNetworkStatusRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x1b\n\x13network_status_json\x18\x04 \x01(\t\x12\x0f\n\x07wait_ms\x18\x05 \x01(\r\"A\n\x1bUpdateNetworkStatusResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"r\n\x13\x45mitPodEventRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x16\n\x14\x45mitPodEventResponse\"\x0e\n\x0cStatsRequest\"\x82\x01\n\tKindStats\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x18\n\x10resource_version\x18\x03 \x01(\t\x12\x16\n\x0elast_sync_unix\x18\x04 \x01(\x01\x12\x16\n\x0ewatch_restarts\x18\x05 \x01(\x04\x12\x0e\n\x06synced\x18\x06 \x01(\x08\"J\n\rStatsResponse\x12)\n\x05kinds\x18\x01 \x03(\x0b\x32\x1a.multus.cache.v1.KindStats\x12\x0e\n\x06source\x18\x02 \x01(\t2\xe7\x03\n\x05\x43\x61\x63he\x12>\n\x06GetPod\x12\x1e.multus.cache.v1.GetPodRequest\x1a\x14.multus.cache.v1.Pod\x12\x86\x01\n\x1eGetNetworkAttachmentDefinition\x12\x36.multus.cache.v1.GetNetworkAttachmentDefinitionRequest\x1a,.multus.cache.v1.NetworkAttachmentDefinition\x12p\n\x13UpdateNetworkStatus\x12+.multus.cache.v1.UpdateNetworkStatusRequest\x1a,.multus.cache.v1.UpdateNetworkStatusResponse\x12[\n\x0c\x45mitPodEvent\x12$.multus.cache.v1.EmitPodEventRequest\x1a%.multus.cache.v1.EmitPodEventResponse\x12\x46\n\x05Stats\x12\x1d.multus.cache.v1.StatsRequest\x1a\x1e.multus.cache.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmultus/cache/v1/cache.proto\x12\x0fmultus.cache.v1\"e\n\rGetPodRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\x12\x15\n\rwith_networks\x18\x05 \x01(\x08\"\xf1\x02\n\x03Pod\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12:\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32%.multus.cache.v1.Pod.AnnotationsEntry\x12\x30\n\x06labels\x18\x06 \x03(\x0b\x32 .multus.cache.v1.Pod.LabelsEntry\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12>\n\x08networks\x18\x08 \x03(\x0b\x32,.multus.cache.v1.NetworkAttachmentDefinition\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n%GetNetworkAttachmentDefinitionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xf0\x01\n\x1bNetworkAttachmentDefinition\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x03 \x01(\t\x12R\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32=.multus.cache.v1.NetworkAttachmentDefinition.AnnotationsEntry\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x01\n\x1aUpdateNetworkStatusRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x1b\n\x13network_status_json\x18\x04 \x01(\t\x12\x0f\n\x07wait_ms\x18\x05 \x01(\r\x12)\n\x06\x65vents\x18\x06 \x03(\x0b\x32\x19.multus.cache.v1.PodEvent\"9\n\x08PodEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x1bUpdateNetworkStatusResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"r\n\x13\x45mitPodEventRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x16\n\x14\x45mitPodEventResponse\"\x0e\n\x0cStatsRequest\"\x82\x01\n\tKindStats\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x18\n\x10resource_version\x18\x03 \x01(\t\x12\x16\n\x0elast_sync_unix\x18\x04 \x01(\x01\x12\x16\n\x0ewatch_restarts\x18\x05 \x01(\x04\x12\x0e\n\x06synced\x18\x06 \x01(\x08\"J\n\rStatsResponse\x12)\n\x05kinds\x18\x01 \x03(\x0b\x32\x1a.multus.cache.v1.KindStats\x12\x0e\n\x06source\x18\x02 \x01(\t2\xe7\x03\n\x05\x43\x61\x63he\x12>\n\x06GetPod\x12\x1e.multus.cache.v1.GetPodRequest\x1a\x14.multus.cache.v1.Pod\x12\x86\x01\n\x1eGetNetworkAttachmentDefinition\x12\x36.multus.cache.v1.GetNetworkAttachmentDefinitionRequest\x1a,.multus.cache.v1.NetworkAttachmentDefinition\x12p\n\x13UpdateNetworkStatus\x12+.multus.cache.v1.UpdateNetworkStatusRequest\x1a,.multus.cache.v1.UpdateNetworkStatusResponse\x12[\n\x0c\x45mitPodEvent\x12$.multus.cache.v1.EmitPodEventRequest\x1a%.multus.cache.v1.EmitPodEventResponse\x12\x46\n\x05Stats\x12\x1d.multus.cache.v1.StatsRequest\x1a\x1e.multus.cache.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,33 +39,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._loaded_options = None
   _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_options = b'8\001'
   _globals['_GETPODREQUEST']._serialized_start=48
-  _globals['_GETPODREQUEST']._serialized_end=126
-  _globals['_POD']._serialized_start=129
-  _globals['_POD']._serialized_end=434
-  _globals['_POD_ANNOTATIONSENTRY']._serialized_start=337
-  _globals['_POD_ANNOTATIONSENTRY']._serialized_end=387
-  _globals['_POD_LABELSENTRY']._serialized_start=389
-  _globals['_POD_LABELSENTRY']._serialized_end=434
-  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_start=436
-  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_end=525
-  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_start=528
-  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_end=768
-  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_start=337
-  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_end=387
-  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_start=770
-  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_end=890
-  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_start=892
-  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_end=957
-  _globals['_EMITPODEVENTREQUEST']._serialized_start=959
-  _globals['_EMITPODEVENTREQUEST']._serialized_end=1073
-  _globals['_EMITPODEVENTRESPONSE']._serialized_start=1075
-  _globals['_EMITPODEVENTRESPONSE']._serialized_end=1097
-  _globals['_STATSREQUEST']._serialized_start=1099
-  _globals['_STATSREQUEST']._serialized_end=1113
-  _globals['_KINDSTATS']._serialized_start=1116
-  _globals['_KINDSTATS']._serialized_end=1246
-  _globals['_STATSRESPONSE']._serialized_start=1248
-  _globals['_STATSRESPONSE']._serialized_end=1322
-  _globals['_CACHE']._serialized_start=1325
-  _globals['_CACHE']._serialized_end=1812
+  _globals['_GETPODREQUEST']._serialized_end=149
+  _globals['_POD']._serialized_start=152
+  _globals['_POD']._serialized_end=521
+  _globals['_POD_ANNOTATIONSENTRY']._serialized_start=424
+  _globals['_POD_ANNOTATIONSENTRY']._serialized_end=474
+  _globals['_POD_LABELSENTRY']._serialized_start=476
+  _globals['_POD_LABELSENTRY']._serialized_end=521
+  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_start=523
+  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_end=612
+  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_start=615
+  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_end=855
+  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_start=424
+  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_end=474
+  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_start=858
+  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_end=1021
+  _globals['_PODEVENT']._serialized_start=1023
+  _globals['_PODEVENT']._serialized_end=1080
+  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_start=1082
+  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_end=1147
+  _globals['_EMITPODEVENTREQUEST']._serialized_start=1149
+  _globals['_EMITPODEVENTREQUEST']._serialized_end=1263
+  _globals['_EMITPODEVENTRESPONSE']._serialized_start=1265
+  _globals['_EMITPODEVENTRESPONSE']._serialized_end=1287
+  _globals['_STATSREQUEST']._serialized_start=1289
+  _globals['_STATSREQUEST']._serialized_end=1303
+  _globals['_KINDSTATS']._serialized_start=1306
+  _globals['_KINDSTATS']._serialized_end=1436
+  _globals['_STATSRESPONSE']._serialized_start=1438
+  _globals['_STATSRESPONSE']._serialized_end=1512
+  _globals['_CACHE']._serialized_start=1515
+  _globals['_CACHE']._serialized_end=2002
 # @@protoc_insertion_point(module_scope)
