@@ -649,8 +649,17 @@ def call_gateway(invocation: Invocation, timeouts: tuple[float, float, float]) -
     endpoint = "/healthz" if is_del else "/readyz"
     backoff = FIRST_BACKOFF
     why = "not tried"
+    # The first attempt sends the call without a probe (our gateway answers 503
+    # to it while not ready; upstream's daemon listens only once it is): one
+    # exchange instead of two on every pod start. Probing starts after a refusal.
+    probe = False
     while True:
-        ready, endpoint = probe_ready(socket_path, endpoint, min(PROBE_TIMEOUT, max(deadline - time.monotonic(), 0.05)))
+        if probe:
+            ready, endpoint = probe_ready(
+                socket_path, endpoint, min(PROBE_TIMEOUT, max(deadline - time.monotonic(), 0.05))
+            )
+        else:
+            ready, probe = True, True
         if not ready:
             why = f"multus daemon at {socket_path} is not ready"
         else:

@@ -139,7 +139,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "source": source,
         "server": cluster.server_version,
         "node": cluster.node,
-        "status_rule_added": cluster.status_rule_added,
         "runners": [r.label for r in runners],
         "load": [load_before, loadavg()],
         "latency": lat,
@@ -152,8 +151,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 def render(m: dict[str, Any], args: argparse.Namespace) -> str:
     (before, after), runners = m["load"], m["runners"]
     lines = ["", f"== source: {m['source']} ({m['server']}); load average {before} -> {after} =="]
-    if m["status_rule_added"]:
-        lines.append("note: rbac.yaml lacks `get pods/status`; the bench's copy of it adds the rule (clusters.py)")
     lines.append(f"ADD/DEL through the shim vs. the delegates directly: {args.rounds} samples each, interleaved")
     lines += report.latency_table(m["latency"], runners, SIZES)
     if "upstream" in runners:

@@ -30,9 +30,6 @@ SHARED_KUBE = REPO.parent / "shared" / "kube"
 RBAC_MANIFEST = REPO / "compose" / "kubernetes" / "base" / "rbac.yaml"
 NODE_ROLE = "multus-node"
 NODE_GROUP = "system:multus"
-# The cache reads pods/status before it replaces it; rbac.yaml (at the time of writing) grants
-# only `update` there, so every status write fails and each ADD waits statusWriteWaitMs.
-STATUS_GET_RULE = {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]}
 
 
 @dataclass(frozen=True)
@@ -58,20 +55,11 @@ def start_kube_apiserver() -> Path:
     return KUBE_ROOT / "admin.kubeconfig"
 
 
-def grants(rules: list[dict[str, Any]], verb: str, resource: str) -> bool:
-    return any(
-        "" in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r.get("verbs", [])
-        for r in rules
-    )
-
-
-def bench_rbac(namespace: str, suffix: str) -> tuple[list[dict[str, Any]], bool]:
+def bench_rbac(namespace: str, suffix: str) -> list[dict[str, Any]]:
     """rbac.yaml's objects for this run: namespaced ones moved into `namespace`, cluster-scoped
     ones renamed with `suffix` (so nothing anyone else applied is touched), subjects kept, so the
-    node group system:multus gets exactly what the manifests give it. Returns the objects and
-    whether the missing `get pods/status` rule had to be added."""
+    node group system:multus gets exactly what the manifests give it."""
     objects = [o for o in yaml.safe_load_all(RBAC_MANIFEST.read_text()) if o]
-    added = False
     out = []
     for original in objects:
         obj = copy.deepcopy(original)
@@ -85,12 +73,8 @@ def bench_rbac(namespace: str, suffix: str) -> tuple[list[dict[str, Any]], bool]
         for subject in obj.get("subjects", []):
             if subject["kind"] == "ServiceAccount":
                 subject["namespace"] = namespace
-        is_node_role = kind == "ClusterRole" and original["metadata"]["name"] == NODE_ROLE
-        if is_node_role and not grants(obj["rules"], "get", "pods/status"):
-            obj["rules"].append(STATUS_GET_RULE)
-            added = True
         out.append(obj)
-    return out, added
+    return out
 
 
 class KubeCluster:
@@ -104,7 +88,6 @@ class KubeCluster:
         self.node = f"bench-node-{uuid.uuid4().hex[:8]}"
         self.pods: dict[str, PodRef] = {}
         self.namespace = ""
-        self.status_rule_added = False
         self.server_version = ""
         self._cluster: Cluster | None = None
 
@@ -127,7 +110,7 @@ class KubeCluster:
             yield self
 
     def _apply_rbac(self, api: k8s.ApiClient, stack: ExitStack) -> None:
-        objects, self.status_rule_added = bench_rbac(self.namespace, f"-{self.namespace}")
+        objects = bench_rbac(self.namespace, f"-{self.namespace}")
         rbac_api: Any = k8s.RbacAuthorizationV1Api(api)
         core: Any = k8s.CoreV1Api(api)
         for obj in objects:
@@ -154,7 +137,7 @@ class KubeCluster:
                 user=f"system:multus:{self.node}",
                 groups=[NODE_GROUP, "system:authenticated"],
                 resource_attributes=k8s.V1ResourceAttributes(
-                    verb="get", resource="pods", subresource="status", namespace=self.namespace
+                    verb="patch", resource="pods", subresource="status", namespace=self.namespace
                 ),
             )
         )
@@ -193,7 +176,6 @@ class FileCluster:
 
     name = "files"
     server_version = "file-backed cluster"
-    status_rule_added = False
 
     def __init__(self, links: HostLinks, pods: list[tuple[str, int]]) -> None:
         self.links = links

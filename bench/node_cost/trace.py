@@ -29,11 +29,12 @@ from typing import Any
 SPANS: dict[str, list[tuple[str, str | None, tuple[str, ...]]]] = {
     "gateway": [
         ("services.gateway.dispatch", "Dispatcher", ("cni",)),
-        ("services.gateway.cni_service", "CniService", ("add", "delete", "_get_pod", "_write_status", "_save")),
-        ("services.gateway.cni_service", "CniService", ("_attach_all", "_delete_records", "netconf", "_plan")),
+        ("services.gateway.add", None, ("cmd_add", "attach_all", "write_network_status", "resolve_networks")),
+        ("services.gateway.delete", None, ("cmd_del",)),
+        ("services.gateway.core", "Core", ("get_pod", "netconf", "plan", "save", "load_records", "teardown")),
         ("services.gateway.resolver", "NetworkResolver", ("resolve", "nad_delegate", "cluster_delegates")),
         ("services.gateway.invoke", "NetworkInvoker", ("add", "delete")),
-        ("services.gateway.records", "RecordStore", ("load", "save", "remove", "remove_all")),
+        ("services.gateway.records", "RecordStore", ("load", "save", "remove")),
         ("services.gateway.executor_client", "ExecutorClient", ("exec_plugin",)),
         ("services.gateway.cache_client", "CacheClient", ("get_pod", "update_network_status", "emit_pod_event")),
         ("services.gateway.cache_client", "CacheClient", ("get_network_attachment_definition",)),
@@ -43,6 +44,7 @@ SPANS: dict[str, list[tuple[str, str | None, tuple[str, ...]]]] = {
         ("services.cache.servicer", "CacheServicer", ("GetPod", "UpdateNetworkStatus", "EmitPodEvent")),
         ("services.cache.servicer", "CacheServicer", ("GetNetworkAttachmentDefinition",)),
         ("services.cache.kube_source", "KubeSource", ("_write_network_status", "_create_event", "_get_raw")),
+        ("services.cache.kube_source", "KubeSource", ("_replace_network_status",)),
         ("services.cache.kube_source", None, ("send_json", "get_json")),
     ],
     "executor": [

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmultus/cache/v1/cache.proto\x12\x0fmultus.cache.v1\"N\n\rGetPodRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\"\xc3\x02\n\x03Pod\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12:\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32%.multus.cache.v1.Pod.AnnotationsEntry\x12\x30\n\x06labels\x18\x06 \x03(\x0b\x32 .multus.cache.v1.Pod.LabelsEntry\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12\x10\n\x08\x64\x65leting\x18\x08 \x01(\x08\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n%GetNetworkAttachmentDefinitionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xf0\x01\n\x1bNetworkAttachmentDefinition\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x03 \x01(\t\x12R\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32=.multus.cache.v1.NetworkAttachmentDefinition.AnnotationsEntry\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\x1aUpdateNetworkStatusRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x1b\n\x13network_status_json\x18\x04 \x01(\t\x12\x0f\n\x07wait_ms\x18\x05 \x01(\r\"A\n\x1bUpdateNetworkStatusResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"r\n\x13\x45mitPodEventRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x16\n\x14\x45mitPodEventResponse\"\x0e\n\x0cStatsRequest\"\x82\x01\n\tKindStats\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x18\n\x10resource_version\x18\x03 \x01(\t\x12\x16\n\x0elast_sync_unix\x18\x04 \x01(\x01\x12\x16\n\x0ewatch_restarts\x18\x05 \x01(\x04\x12\x0e\n\x06synced\x18\x06 \x01(\x08\"J\n\rStatsResponse\x12)\n\x05kinds\x18\x01 \x03(\x0b\x32\x1a.multus.cache.v1.KindStats\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x12\n\x10WatchPodsRequest\"\xaf\x01\n\tPodChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.multus.cache.v1.PodChange.Kind\x12!\n\x03pod\x18\x02 \x01(\x0b\x32\x14.multus.cache.v1.Pod\"P\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\n\n\x06SYNCED\x10\x02\x12\x0b\n\x07UPDATED\x10\x03\x12\x0b\n\x07\x44\x45LETED\x10\x04\x32\xb5\x04\n\x05\x43\x61\x63he\x12>\n\x06GetPod\x12\x1e.multus.cache.v1.GetPodRequest\x1a\x14.multus.cache.v1.Pod\x12\x86\x01\n\x1eGetNetworkAttachmentDefinition\x12\x36.multus.cache.v1.GetNetworkAttachmentDefinitionRequest\x1a,.multus.cache.v1.NetworkAttachmentDefinition\x12p\n\x13UpdateNetworkStatus\x12+.multus.cache.v1.UpdateNetworkStatusRequest\x1a,.multus.cache.v1.UpdateNetworkStatusResponse\x12[\n\x0c\x45mitPodEvent\x12$.multus.cache.v1.EmitPodEventRequest\x1a%.multus.cache.v1.EmitPodEventResponse\x12\x46\n\x05Stats\x12\x1d.multus.cache.v1.StatsRequest\x1a\x1e.multus.cache.v1.StatsResponse\x12L\n\tWatchPods\x12!.multus.cache.v1.WatchPodsRequest\x1a\x1a.multus.cache.v1.PodChange0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmultus/cache/v1/cache.proto\x12\x0fmultus.cache.v1\"e\n\rGetPodRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\x12\x15\n\rwith_networks\x18\x05 \x01(\x08\"\x83\x03\n\x03Pod\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12:\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32%.multus.cache.v1.Pod.AnnotationsEntry\x12\x30\n\x06labels\x18\x06 \x03(\x0b\x32 .multus.cache.v1.Pod.LabelsEntry\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12\x10\n\x08\x64\x65leting\x18\x08 \x01(\x08\x12>\n\x08networks\x18\t \x03(\x0b\x32,.multus.cache.v1.NetworkAttachmentDefinition\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n%GetNetworkAttachmentDefinitionRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xf0\x01\n\x1bNetworkAttachmentDefinition\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x03 \x01(\t\x12R\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32=.multus.cache.v1.NetworkAttachmentDefinition.AnnotationsEntry\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x01\n\x1aUpdateNetworkStatusRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x1b\n\x13network_status_json\x18\x04 \x01(\t\x12\x0f\n\x07wait_ms\x18\x05 \x01(\r\x12)\n\x06\x65vents\x18\x06 \x03(\x0b\x32\x19.multus.cache.v1.PodEvent\"9\n\x08PodEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x1bUpdateNetworkStatusResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"r\n\x13\x45mitPodEventRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x16\n\x14\x45mitPodEventResponse\"\x0e\n\x0cStatsRequest\"\x82\x01\n\tKindStats\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x18\n\x10resource_version\x18\x03 \x01(\t\x12\x16\n\x0elast_sync_unix\x18\x04 \x01(\x01\x12\x16\n\x0ewatch_restarts\x18\x05 \x01(\x04\x12\x0e\n\x06synced\x18\x06 \x01(\x08\"J\n\rStatsResponse\x12)\n\x05kinds\x18\x01 \x03(\x0b\x32\x1a.multus.cache.v1.KindStats\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x12\n\x10WatchPodsRequest\"\xaf\x01\n\tPodChange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.multus.cache.v1.PodChange.Kind\x12!\n\x03pod\x18\x02 \x01(\x0b\x32\x14.multus.cache.v1.Pod\"P\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08SNAPSHOT\x10\x01\x12\n\n\x06SYNCED\x10\x02\x12\x0b\n\x07UPDATED\x10\x03\x12\x0b\n\x07\x44\x45LETED\x10\x04\x32\xb5\x04\n\x05\x43\x61\x63he\x12>\n\x06GetPod\x12\x1e.multus.cache.v1.GetPodRequest\x1a\x14.multus.cache.v1.Pod\x12\x86\x01\n\x1eGetNetworkAttachmentDefinition\x12\x36.multus.cache.v1.GetNetworkAttachmentDefinitionRequest\x1a,.multus.cache.v1.NetworkAttachmentDefinition\x12p\n\x13UpdateNetworkStatus\x12+.multus.cache.v1.UpdateNetworkStatusRequest\x1a,.multus.cache.v1.UpdateNetworkStatusResponse\x12[\n\x0c\x45mitPodEvent\x12$.multus.cache.v1.EmitPodEventRequest\x1a%.multus.cache.v1.EmitPodEventResponse\x12\x46\n\x05Stats\x12\x1d.multus.cache.v1.StatsRequest\x1a\x1e.multus.cache.v1.StatsResponse\x12L\n\tWatchPods\x12!.multus.cache.v1.WatchPodsRequest\x1a\x1a.multus.cache.v1.PodChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,39 +39,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._loaded_options = None
   _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_options = b'8\001'
   _globals['_GETPODREQUEST']._serialized_start=48
-  _globals['_GETPODREQUEST']._serialized_end=126
-  _globals['_POD']._serialized_start=129
-  _globals['_POD']._serialized_end=452
-  _globals['_POD_ANNOTATIONSENTRY']._serialized_start=355
-  _globals['_POD_ANNOTATIONSENTRY']._serialized_end=405
-  _globals['_POD_LABELSENTRY']._serialized_start=407
-  _globals['_POD_LABELSENTRY']._serialized_end=452
-  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_start=454
-  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_end=543
-  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_start=546
-  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_end=786
-  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_start=355
-  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_end=405
-  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_start=788
-  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_end=908
-  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_start=910
-  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_end=975
-  _globals['_EMITPODEVENTREQUEST']._serialized_start=977
-  _globals['_EMITPODEVENTREQUEST']._serialized_end=1091
-  _globals['_EMITPODEVENTRESPONSE']._serialized_start=1093
-  _globals['_EMITPODEVENTRESPONSE']._serialized_end=1115
-  _globals['_STATSREQUEST']._serialized_start=1117
-  _globals['_STATSREQUEST']._serialized_end=1131
-  _globals['_KINDSTATS']._serialized_start=1134
-  _globals['_KINDSTATS']._serialized_end=1264
-  _globals['_STATSRESPONSE']._serialized_start=1266
-  _globals['_STATSRESPONSE']._serialized_end=1340
-  _globals['_WATCHPODSREQUEST']._serialized_start=1342
-  _globals['_WATCHPODSREQUEST']._serialized_end=1360
-  _globals['_PODCHANGE']._serialized_start=1363
-  _globals['_PODCHANGE']._serialized_end=1538
-  _globals['_PODCHANGE_KIND']._serialized_start=1458
-  _globals['_PODCHANGE_KIND']._serialized_end=1538
-  _globals['_CACHE']._serialized_start=1541
-  _globals['_CACHE']._serialized_end=2106
+  _globals['_GETPODREQUEST']._serialized_end=149
+  _globals['_POD']._serialized_start=152
+  _globals['_POD']._serialized_end=539
+  _globals['_POD_ANNOTATIONSENTRY']._serialized_start=442
+  _globals['_POD_ANNOTATIONSENTRY']._serialized_end=492
+  _globals['_POD_LABELSENTRY']._serialized_start=494
+  _globals['_POD_LABELSENTRY']._serialized_end=539
+  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_start=541
+  _globals['_GETNETWORKATTACHMENTDEFINITIONREQUEST']._serialized_end=630
+  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_start=633
+  _globals['_NETWORKATTACHMENTDEFINITION']._serialized_end=873
+  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_start=442
+  _globals['_NETWORKATTACHMENTDEFINITION_ANNOTATIONSENTRY']._serialized_end=492
+  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_start=876
+  _globals['_UPDATENETWORKSTATUSREQUEST']._serialized_end=1039
+  _globals['_PODEVENT']._serialized_start=1041
+  _globals['_PODEVENT']._serialized_end=1098
+  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_start=1100
+  _globals['_UPDATENETWORKSTATUSRESPONSE']._serialized_end=1165
+  _globals['_EMITPODEVENTREQUEST']._serialized_start=1167
+  _globals['_EMITPODEVENTREQUEST']._serialized_end=1281
+  _globals['_EMITPODEVENTRESPONSE']._serialized_start=1283
+  _globals['_EMITPODEVENTRESPONSE']._serialized_end=1305
+  _globals['_STATSREQUEST']._serialized_start=1307
+  _globals['_STATSREQUEST']._serialized_end=1321
+  _globals['_KINDSTATS']._serialized_start=1324
+  _globals['_KINDSTATS']._serialized_end=1454
+  _globals['_STATSRESPONSE']._serialized_start=1456
+  _globals['_STATSRESPONSE']._serialized_end=1530
+  _globals['_WATCHPODSREQUEST']._serialized_start=1532
+  _globals['_WATCHPODSREQUEST']._serialized_end=1550
+  _globals['_PODCHANGE']._serialized_start=1553
+  _globals['_PODCHANGE']._serialized_end=1728
+  _globals['_PODCHANGE_KIND']._serialized_start=1648
+  _globals['_PODCHANGE_KIND']._serialized_end=1728
+  _globals['_CACHE']._serialized_start=1731
+  _globals['_CACHE']._serialized_end=2296
 # @@protoc_insertion_point(module_scope)

@@ -9,19 +9,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetPodRequest(_message.Message):
-    __slots__ = ("namespace", "name", "uid", "wait_ms")
+    __slots__ = ("namespace", "name", "uid", "wait_ms", "with_networks")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    WITH_NETWORKS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     uid: str
     wait_ms: int
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    with_networks: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., wait_ms: _Optional[int] = ..., with_networks: _Optional[bool] = ...) -> None: ...
 
 class Pod(_message.Message):
-    __slots__ = ("namespace", "name", "uid", "node_name", "annotations", "labels", "resource_version", "deleting")
+    __slots__ = ("namespace", "name", "uid", "node_name", "annotations", "labels", "resource_version", "deleting", "networks")
     class AnnotationsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +46,7 @@ class Pod(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DELETING_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     uid: str
@@ -52,7 +55,8 @@ class Pod(_message.Message):
     labels: _containers.ScalarMap[str, str]
     resource_version: str
     deleting: bool
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., node_name: _Optional[str] = ..., annotations: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., resource_version: _Optional[str] = ..., deleting: _Optional[bool] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentDefinition]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., node_name: _Optional[str] = ..., annotations: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., resource_version: _Optional[str] = ..., deleting: _Optional[bool] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentDefinition, _Mapping]]] = ...) -> None: ...
 
 class GetNetworkAttachmentDefinitionRequest(_message.Message):
     __slots__ = ("namespace", "name", "wait_ms")
@@ -86,18 +90,30 @@ class NetworkAttachmentDefinition(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., config: _Optional[str] = ..., annotations: _Optional[_Mapping[str, str]] = ..., resource_version: _Optional[str] = ...) -> None: ...
 
 class UpdateNetworkStatusRequest(_message.Message):
-    __slots__ = ("namespace", "name", "uid", "network_status_json", "wait_ms")
+    __slots__ = ("namespace", "name", "uid", "network_status_json", "wait_ms", "events")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     NETWORK_STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     uid: str
     network_status_json: str
     wait_ms: int
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., network_status_json: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[PodEvent]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., uid: _Optional[str] = ..., network_status_json: _Optional[str] = ..., wait_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[PodEvent, _Mapping]]] = ...) -> None: ...
+
+class PodEvent(_message.Message):
+    __slots__ = ("type", "reason", "message")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    reason: str
+    message: str
+    def __init__(self, type: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class UpdateNetworkStatusResponse(_message.Message):
     __slots__ = ("delivered", "message")

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from services.api import cni_pb2 as multus_dot_common_dot_v1_dot_cni__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!multus/executor/v1/executor.proto\x12\x12multus.executor.v1\x1a\x1amultus/common/v1/cni.proto\"\x80\x02\n\x11\x45xecPluginRequest\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x03 \x01(\t\x12\r\n\x05netns\x18\x04 \x01(\t\x12\x0e\n\x06ifname\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x06 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x07 \x01(\x0c\x12\x46\n\textra_env\x18\x08 \x03(\x0b\x32\x33.multus.executor.v1.ExecPluginRequest.ExtraEnvEntry\x1a/\n\rExtraEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x12\x45xecPluginResponse\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06stdout\x18\x02 \x01(\x0c\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.multus.common.v1.CniError\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"&\n\x15ListInterfacesRequest\x12\r\n\x05netns\x18\x01 \x01(\t\"=\n\x05Route\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0e\n\x06ifname\x18\x03 \x01(\t\"r\n\x0cNetInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0b\n\x03mac\x18\x03 \x01(\t\x12\x0b\n\x03mtu\x18\x04 \x01(\r\x12\n\n\x02up\x18\x05 \x01(\x08\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x11\n\taddresses\x18\x07 \x03(\t\"y\n\x16ListInterfacesResponse\x12\x34\n\ninterfaces\x18\x01 \x03(\x0b\x32 .multus.executor.v1.NetInterface\x12)\n\x06routes\x18\x02 \x03(\x0b\x32\x19.multus.executor.v1.Route\"7\n\x16\x44\x65leteInterfaceRequest\x12\r\n\x05netns\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"*\n\x17\x44\x65leteInterfaceResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"p\n\x17SetDefaultRoutesRequest\x12\r\n\x05netns\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x11\n\tdrop_ipv4\x18\x03 \x01(\x08\x12\x11\n\tdrop_ipv6\x18\x04 \x01(\x08\x12\x10\n\x08gateways\x18\x05 \x03(\t\"p\n\x18SetDefaultRoutesResponse\x12*\n\x07removed\x18\x01 \x03(\x0b\x32\x19.multus.executor.v1.Route\x12(\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\x0b\x32\x19.multus.executor.v1.Route\"\x11\n\x0fGetStatsRequest\"\xbb\x01\n\rExecutorStats\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x0e\n\x06queued\x18\x02 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\r\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x62in_dirs\x18\x05 \x03(\t\x12\x12\n\nchroot_dir\x18\x06 \x01(\t\x12\x1d\n\x15operator_exec_allowed\x18\x07 \x01(\x08\x12\x10\n\x08problems\x18\x08 \x03(\t2\xff\x03\n\x08\x45xecutor\x12[\n\nExecPlugin\x12%.multus.executor.v1.ExecPluginRequest\x1a&.multus.executor.v1.ExecPluginResponse\x12g\n\x0eListInterfaces\x12).multus.executor.v1.ListInterfacesRequest\x1a*.multus.executor.v1.ListInterfacesResponse\x12j\n\x0f\x44\x65leteInterface\x12*.multus.executor.v1.DeleteInterfaceRequest\x1a+.multus.executor.v1.DeleteInterfaceResponse\x12m\n\x10SetDefaultRoutes\x12+.multus.executor.v1.SetDefaultRoutesRequest\x1a,.multus.executor.v1.SetDefaultRoutesResponse\x12R\n\x08GetStats\x12#.multus.executor.v1.GetStatsRequest\x1a!.multus.executor.v1.ExecutorStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!multus/executor/v1/executor.proto\x12\x12multus.executor.v1\x1a\x1amultus/common/v1/cni.proto\"\x80\x02\n\x11\x45xecPluginRequest\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x03 \x01(\t\x12\r\n\x05netns\x18\x04 \x01(\t\x12\x0e\n\x06ifname\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x06 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x07 \x01(\x0c\x12\x46\n\textra_env\x18\x08 \x03(\x0b\x32\x33.multus.executor.v1.ExecPluginRequest.ExtraEnvEntry\x1a/\n\rExtraEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x12\x45xecPluginResponse\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x0e\n\x06stdout\x18\x02 \x01(\x0c\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.multus.common.v1.CniError\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"c\n\x12\x45xecPluginsRequest\x12\x34\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32%.multus.executor.v1.ExecPluginRequest\x12\x17\n\x0fstop_at_failure\x18\x02 \x01(\x08\"{\n\x10\x45xecPluginResult\x12\x38\n\x08response\x18\x01 \x01(\x0b\x32&.multus.executor.v1.ExecPluginResponse\x12\x14\n\x0crefused_code\x18\x02 \x01(\x05\x12\x17\n\x0frefused_message\x18\x03 \x01(\t\"L\n\x13\x45xecPluginsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.multus.executor.v1.ExecPluginResult\"&\n\x15ListInterfacesRequest\x12\r\n\x05netns\x18\x01 \x01(\t\"=\n\x05Route\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0e\n\x06ifname\x18\x03 \x01(\t\"r\n\x0cNetInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0b\n\x03mac\x18\x03 \x01(\t\x12\x0b\n\x03mtu\x18\x04 \x01(\r\x12\n\n\x02up\x18\x05 \x01(\x08\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x11\n\taddresses\x18\x07 \x03(\t\"y\n\x16ListInterfacesResponse\x12\x34\n\ninterfaces\x18\x01 \x03(\x0b\x32 .multus.executor.v1.NetInterface\x12)\n\x06routes\x18\x02 \x03(\x0b\x32\x19.multus.executor.v1.Route\"7\n\x16\x44\x65leteInterfaceRequest\x12\r\n\x05netns\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"*\n\x17\x44\x65leteInterfaceResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"p\n\x17SetDefaultRoutesRequest\x12\r\n\x05netns\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x11\n\tdrop_ipv4\x18\x03 \x01(\x08\x12\x11\n\tdrop_ipv6\x18\x04 \x01(\x08\x12\x10\n\x08gateways\x18\x05 \x03(\t\"p\n\x18SetDefaultRoutesResponse\x12*\n\x07removed\x18\x01 \x03(\x0b\x32\x19.multus.executor.v1.Route\x12(\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\x0b\x32\x19.multus.executor.v1.Route\"\x11\n\x0fGetStatsRequest\"\xbb\x01\n\rExecutorStats\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x0e\n\x06queued\x18\x02 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\r\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x62in_dirs\x18\x05 \x03(\t\x12\x12\n\nchroot_dir\x18\x06 \x01(\t\x12\x1d\n\x15operator_exec_allowed\x18\x07 \x01(\x08\x12\x10\n\x08problems\x18\x08 \x03(\t2\xdf\x04\n\x08\x45xecutor\x12[\n\nExecPlugin\x12%.multus.executor.v1.ExecPluginRequest\x1a&.multus.executor.v1.ExecPluginResponse\x12^\n\x0b\x45xecPlugins\x12&.multus.executor.v1.ExecPluginsRequest\x1a\'.multus.executor.v1.ExecPluginsResponse\x12g\n\x0eListInterfaces\x12).multus.executor.v1.ListInterfacesRequest\x1a*.multus.executor.v1.ListInterfacesResponse\x12j\n\x0f\x44\x65leteInterface\x12*.multus.executor.v1.DeleteInterfaceRequest\x1a+.multus.executor.v1.DeleteInterfaceResponse\x12m\n\x10SetDefaultRoutes\x12+.multus.executor.v1.SetDefaultRoutesRequest\x1a,.multus.executor.v1.SetDefaultRoutesResponse\x12R\n\x08GetStats\x12#.multus.executor.v1.GetStatsRequest\x1a!.multus.executor.v1.ExecutorStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,26 +41,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECPLUGINREQUEST_EXTRAENVENTRY']._serialized_end=342
   _globals['_EXECPLUGINRESPONSE']._serialized_start=344
   _globals['_EXECPLUGINRESPONSE']._serialized_end=468
-  _globals['_LISTINTERFACESREQUEST']._serialized_start=470
-  _globals['_LISTINTERFACESREQUEST']._serialized_end=508
-  _globals['_ROUTE']._serialized_start=510
-  _globals['_ROUTE']._serialized_end=571
-  _globals['_NETINTERFACE']._serialized_start=573
-  _globals['_NETINTERFACE']._serialized_end=687
-  _globals['_LISTINTERFACESRESPONSE']._serialized_start=689
-  _globals['_LISTINTERFACESRESPONSE']._serialized_end=810
-  _globals['_DELETEINTERFACEREQUEST']._serialized_start=812
-  _globals['_DELETEINTERFACEREQUEST']._serialized_end=867
-  _globals['_DELETEINTERFACERESPONSE']._serialized_start=869
-  _globals['_DELETEINTERFACERESPONSE']._serialized_end=911
-  _globals['_SETDEFAULTROUTESREQUEST']._serialized_start=913
-  _globals['_SETDEFAULTROUTESREQUEST']._serialized_end=1025
-  _globals['_SETDEFAULTROUTESRESPONSE']._serialized_start=1027
-  _globals['_SETDEFAULTROUTESRESPONSE']._serialized_end=1139
-  _globals['_GETSTATSREQUEST']._serialized_start=1141
-  _globals['_GETSTATSREQUEST']._serialized_end=1158
-  _globals['_EXECUTORSTATS']._serialized_start=1161
-  _globals['_EXECUTORSTATS']._serialized_end=1348
-  _globals['_EXECUTOR']._serialized_start=1351
-  _globals['_EXECUTOR']._serialized_end=1862
+  _globals['_EXECPLUGINSREQUEST']._serialized_start=470
+  _globals['_EXECPLUGINSREQUEST']._serialized_end=569
+  _globals['_EXECPLUGINRESULT']._serialized_start=571
+  _globals['_EXECPLUGINRESULT']._serialized_end=694
+  _globals['_EXECPLUGINSRESPONSE']._serialized_start=696
+  _globals['_EXECPLUGINSRESPONSE']._serialized_end=772
+  _globals['_LISTINTERFACESREQUEST']._serialized_start=774
+  _globals['_LISTINTERFACESREQUEST']._serialized_end=812
+  _globals['_ROUTE']._serialized_start=814
+  _globals['_ROUTE']._serialized_end=875
+  _globals['_NETINTERFACE']._serialized_start=877
+  _globals['_NETINTERFACE']._serialized_end=991
+  _globals['_LISTINTERFACESRESPONSE']._serialized_start=993
+  _globals['_LISTINTERFACESRESPONSE']._serialized_end=1114
+  _globals['_DELETEINTERFACEREQUEST']._serialized_start=1116
+  _globals['_DELETEINTERFACEREQUEST']._serialized_end=1171
+  _globals['_DELETEINTERFACERESPONSE']._serialized_start=1173
+  _globals['_DELETEINTERFACERESPONSE']._serialized_end=1215
+  _globals['_SETDEFAULTROUTESREQUEST']._serialized_start=1217
+  _globals['_SETDEFAULTROUTESREQUEST']._serialized_end=1329
+  _globals['_SETDEFAULTROUTESRESPONSE']._serialized_start=1331
+  _globals['_SETDEFAULTROUTESRESPONSE']._serialized_end=1443
+  _globals['_GETSTATSREQUEST']._serialized_start=1445
+  _globals['_GETSTATSREQUEST']._serialized_end=1462
+  _globals['_EXECUTORSTATS']._serialized_start=1465
+  _globals['_EXECUTORSTATS']._serialized_end=1652
+  _globals['_EXECUTOR']._serialized_start=1655
+  _globals['_EXECUTOR']._serialized_end=2262
 # @@protoc_insertion_point(module_scope)

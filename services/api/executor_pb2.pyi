@@ -47,6 +47,30 @@ class ExecPluginResponse(_message.Message):
     duration_seconds: float
     def __init__(self, exit_code: _Optional[int] = ..., stdout: _Optional[bytes] = ..., error: _Optional[_Union[_cni_pb2.CniError, _Mapping]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
+class ExecPluginsRequest(_message.Message):
+    __slots__ = ("calls", "stop_at_failure")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    STOP_AT_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[ExecPluginRequest]
+    stop_at_failure: bool
+    def __init__(self, calls: _Optional[_Iterable[_Union[ExecPluginRequest, _Mapping]]] = ..., stop_at_failure: _Optional[bool] = ...) -> None: ...
+
+class ExecPluginResult(_message.Message):
+    __slots__ = ("response", "refused_code", "refused_message")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_CODE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    response: ExecPluginResponse
+    refused_code: int
+    refused_message: str
+    def __init__(self, response: _Optional[_Union[ExecPluginResponse, _Mapping]] = ..., refused_code: _Optional[int] = ..., refused_message: _Optional[str] = ...) -> None: ...
+
+class ExecPluginsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ExecPluginResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ExecPluginResult, _Mapping]]] = ...) -> None: ...
+
 class ListInterfacesRequest(_message.Message):
     __slots__ = ("netns",)
     NETNS_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class ExecutorStub:
                 request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginRequest.SerializeToString,
                 response_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginResponse.FromString,
                 _registered_method=True)
+        self.ExecPlugins = channel.unary_unary(
+                '/multus.executor.v1.Executor/ExecPlugins',
+                request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginsRequest.SerializeToString,
+                response_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginsResponse.FromString,
+                _registered_method=True)
         self.ListInterfaces = channel.unary_unary(
                 '/multus.executor.v1.Executor/ListInterfaces',
                 request_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.ListInterfacesRequest.SerializeToString,
@@ -69,6 +74,20 @@ class ExecutorServicer:
         """INVALID_ARGUMENT for a bad plugin name or netns path, NOT_FOUND for a
         plugin not in the bin dirs, DEADLINE_EXCEEDED/CANCELLED kill the plugin's
         process group. A plugin's own failure is returned in the response.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecPlugins(self, request, context):
+        """Several ExecPlugin calls in one round trip, run one after another in
+        order: what the gateway sends for a pod's delegates (one call per ADD or
+        DEL instead of one per plugin). Each call is checked, bounded and answered
+        as ExecPlugin does it; a call ExecPlugin would end with a status gets that
+        status in its result instead. With stop_at_failure (ADD) the batch ends
+        after the first call that failed (refused, a plugin error, a non-zero
+        exit); without it (DEL) every call runs. The RPC's deadline bounds the
+        whole batch; cancelling it kills the plugin running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,6 +138,11 @@ def add_ExecutorServicer_to_server(servicer, server):
                     request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginRequest.FromString,
                     response_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginResponse.SerializeToString,
             ),
+            'ExecPlugins': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecPlugins,
+                    request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginsRequest.FromString,
+                    response_serializer=multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginsResponse.SerializeToString,
+            ),
             'ListInterfaces': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInterfaces,
                     request_deserializer=multus_dot_executor_dot_v1_dot_executor__pb2.ListInterfacesRequest.FromString,
@@ -167,6 +191,33 @@ class Executor:
             '/multus.executor.v1.Executor/ExecPlugin',
             multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginRequest.SerializeToString,
             multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecPlugins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multus.executor.v1.Executor/ExecPlugins',
+            multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginsRequest.SerializeToString,
+            multus_dot_executor_dot_v1_dot_executor__pb2.ExecPluginsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,22 +2,18 @@
 node, a NAD informer across namespaces, live GETs after a cache miss,
 network-status through pods/status, and core/v1 Events as upstream emits them.
 
-All calls use the official client in worker threads, with raw JSON
-(`_preload_content=False`) and a request timeout on every call.
+All calls go through the common transport (services.common.kube_api) in
+worker threads, as raw JSON, with a request timeout on every call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from services.cache import metrics
 from services.cache.errors import PodGone, SourceForbidden, SourceUnavailable
@@ -29,6 +25,7 @@ from services.cache.objects import (
     CachedNad,
     CachedPod,
     nad_from_dict,
+    network_status_patch,
     pod_from_dict,
     set_network_status,
     uid_mismatch,
@@ -37,7 +34,7 @@ from services.cache.source import PodEvent, StatusWrite
 from services.cache.store import ObjectStore
 from services.common.config import DaemonConfig
 from services.common.credentials import api_credentials
-from services.common.kube_api import Timeout, get_json, send_json
+from services.common.kube_api import TRANSPORT_ERRORS, ApiError, Timeout, get_json, send_json
 from services.common.kube_watch import ListWatch, ResourceCalls, WatchTiming
 from services.common.logs import get_logger
 
@@ -46,6 +43,7 @@ log = get_logger(__name__)
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
 EVENT_COMPONENT = "multus"  # upstream's EventSource component
 CONFLICT_RETRIES = 8
+MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = (5.0, 10.0)  # (connect, read) for single-object writes
 # A live GET runs while an ADD waits: a server that cannot return one object in
 # 3 s is in trouble, and the runtime's retry (code 11) beats waiting longer.
@@ -61,8 +59,8 @@ def nad_calls() -> ResourceCalls:
 
 def api_error(error: Exception, what: str) -> SourceUnavailable:
     """The one translation of client failures into cache errors (never leaks credentials)."""
-    if isinstance(error, ApiException):
-        reason = _api_message(error)
+    if isinstance(error, ApiError):
+        reason = error.message
         if error.status == 403:
             return SourceForbidden(f"{what}: forbidden by RBAC: {reason}")
         if error.status == 401:
@@ -71,13 +69,6 @@ def api_error(error: Exception, what: str) -> SourceUnavailable:
             return SourceUnavailable(f"{what}: {error.reason}")
         return SourceUnavailable(f"{what}: API server answered {error.status}: {reason}")
     return SourceUnavailable(f"{what}: API server unreachable: {type(error).__name__}")
-
-
-def _api_message(error: ApiException) -> str:
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except (ValueError, AttributeError):
-        return str(error.reason)
 
 
 class KubeSource:
@@ -126,7 +117,7 @@ class KubeSource:
     def _get_raw(self, what: str, path: str, timeout: Timeout = REQUEST_TIMEOUT) -> dict[str, Any] | None:
         try:
             return get_json(self.holder.client, path, timeout)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise api_error(exc, what) from exc
 
     async def live_pod(self, namespace: str, name: str) -> CachedPod | None:
@@ -142,15 +133,47 @@ class KubeSource:
 
     # --- network-status ---
     async def write_network_status(self, write: StatusWrite) -> None:
-        await self._api(self._write_network_status, write)
+        cached = self.pods.get(write.key)
+        # A static pod's mirror may be named by kubelet's UID, not the API's: no UID check.
+        check_uid = bool(write.uid) and not (cached is not None and cached.is_static_mirror)
+        await self._api(self._write_network_status, write, check_uid)
 
-    def _write_network_status(self, write: StatusWrite) -> None:
-        """Read the pod, set the annotation, replace pods/status with the
+    def _write_network_status(self, write: StatusWrite, check_uid: bool) -> None:
+        """One round trip: a JSON merge patch of the annotation on pods/status. It
+        carries the pod's UID, which the API server refuses to change (422 on
+        metadata.uid) when the name now belongs to another incarnation; only then is
+        the pod read, to tell a recreated pod (dropped) from a mirror pod. A merge
+        patch applies to the latest object, so nobody else's change is overwritten
+        and there is no read-modify-write conflict to lose."""
+        what = f"patch pods/status {write.namespace}/{write.name}"
+        path = f"/api/v1/namespaces/{write.namespace}/pods/{write.name}/status"
+        patch = network_status_patch(write.network_status_json, write.uid if check_uid else "")
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                send_json(self.holder.client, "PATCH", path, patch, REQUEST_TIMEOUT, content_type=MERGE_PATCH)
+                return
+            except ApiError as exc:
+                if exc.status == 409:  # only when the server gave up its own retries
+                    metrics.STATUS_CONFLICTS.inc()
+                    continue
+                if exc.status == 404:
+                    raise PodGone(f"pod {write.namespace}/{write.name} not found") from exc
+                if exc.status == 422 and check_uid and exc.caused_by("metadata.uid"):
+                    self._replace_network_status(write)
+                    return
+                raise api_error(exc, what) from exc
+            except TRANSPORT_ERRORS as exc:
+                raise api_error(exc, what) from exc
+        raise SourceUnavailable(f"{what}: still conflicting after {CONFLICT_RETRIES} attempts")
+
+    def _replace_network_status(self, write: StatusWrite) -> None:
+        """The UID did not match: read the pod, drop the write if it was recreated,
+        else (a mirror pod) set the annotation and replace pods/status with the
         resourceVersion read; a 409 means someone wrote in between: read again."""
         what = f"update pods/status {write.namespace}/{write.name}"
-        path = f"/api/v1/namespaces/{write.namespace}/pods/{write.name}/status"
+        pod_path = f"/api/v1/namespaces/{write.namespace}/pods/{write.name}"
         for _ in range(CONFLICT_RETRIES):
-            raw = self._get_raw(f"get pods/status {write.namespace}/{write.name}", path)
+            raw = self._get_raw(f"get pod {write.namespace}/{write.name}", pod_path)
             if raw is None:
                 raise PodGone(f"pod {write.namespace}/{write.name} not found")
             if uid_mismatch(pod_from_dict(raw), write.uid):
@@ -158,9 +181,9 @@ class KubeSource:
             if not set_network_status(raw, write.network_status_json):
                 return
             try:
-                send_json(self.holder.client, "PUT", path, raw, REQUEST_TIMEOUT)
+                send_json(self.holder.client, "PUT", f"{pod_path}/status", raw, REQUEST_TIMEOUT)
                 return
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 409:
                     metrics.STATUS_CONFLICTS.inc()
                     log.debug("pods/status conflict; re-reading", pod=f"{write.namespace}/{write.name}")
@@ -168,7 +191,7 @@ class KubeSource:
                 if exc.status == 404:
                     raise PodGone(f"pod {write.namespace}/{write.name} not found") from exc
                 raise api_error(exc, what) from exc
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise api_error(exc, what) from exc
         raise SourceUnavailable(f"{what}: still conflicting after {CONFLICT_RETRIES} attempts")
 
@@ -203,5 +226,5 @@ class KubeSource:
         try:
             path = f"/api/v1/namespaces/{event.namespace}/events"
             send_json(self.holder.client, "POST", path, body, REQUEST_TIMEOUT)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise api_error(exc, what) from exc

@@ -151,6 +151,16 @@ def set_network_status(raw_pod: dict[str, Any], network_status_json: str) -> boo
     return True
 
 
+def network_status_patch(network_status_json: str, uid: str = "") -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) that sets the network-status annotation ("" removes
+    it: null deletes a key) and, given `uid`, pins the pod's incarnation: the API
+    server refuses to change metadata.uid, so a recreated pod rejects the patch."""
+    meta: dict[str, Any] = {"annotations": {NETWORK_STATUS_ANNOTATION: network_status_json or None}}
+    if uid:
+        meta["uid"] = uid
+    return {"metadata": meta}
+
+
 def uid_mismatch(pod: CachedPod, wanted_uid: str) -> bool:
     """True when the caller asked for another incarnation of this pod (a stale pod).
     Mirror pods of static pods are exempt, as upstream."""

@@ -47,7 +47,8 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     writer = StatusWriter(
         source.write_network_status, source.emit_event, journal=StatusJournal(config.status_queue_dir)
     )
-    cache = Cache(source, writer, Bounds(pod_wait_ms=config.pod_wait_ms, status_wait_ms=config.status_write_wait_ms))
+    bounds = Bounds(pod_wait_ms=config.pod_wait_ms, status_wait_ms=config.status_write_wait_ms)
+    cache = Cache(source, writer, bounds, config.multus_namespace)
     register_collector("cache-state", CacheStateCollector(cache.stats))
 
     def register(server: grpc.aio.Server) -> list[str]:
@@ -73,5 +74,6 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
             await synced
         await svc.set_serving(False)
         await svc.stop()
+        await cache.drain_events()
         await writer.stop()
         await source.stop()

@@ -3,7 +3,7 @@ mapping cache errors to gRPC status codes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -43,7 +43,7 @@ def status_for(error: CacheError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def pod_message(pod: CachedPod) -> cache_pb2.Pod:
+def pod_message(pod: CachedPod, networks: Sequence[CachedNad] = ()) -> cache_pb2.Pod:
     return cache_pb2.Pod(
         namespace=pod.namespace,
         name=pod.name,
@@ -53,6 +53,7 @@ def pod_message(pod: CachedPod) -> cache_pb2.Pod:
         labels=dict(pod.labels),
         resource_version=pod.resource_version,
         deleting=pod.deleting,
+        networks=[nad_message(nad) for nad in networks],
     )
 
 
@@ -88,7 +89,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         pod = await self._run(
             self.cache.get_pod(request.namespace, request.name, request.uid, request.wait_ms), context
         )
-        return pod_message(pod)
+        return pod_message(pod, self.cache.cached_networks(pod) if request.with_networks else ())
 
     async def GetNetworkAttachmentDefinition(
         self, request: cache_pb2.GetNetworkAttachmentDefinitionRequest, context: Any
@@ -102,7 +103,12 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     ) -> cache_pb2.UpdateNetworkStatusResponse:
         await self._require(context, namespace=request.namespace, name=request.name)
         write = StatusWrite(request.namespace, request.name, request.uid, request.network_status_json)
-        result = await self._run(self.cache.update_network_status(write, request.wait_ms), context)
+        events = [
+            PodEvent(request.namespace, request.name, request.uid, e.type or "Normal", e.reason, e.message)
+            for e in request.events
+            if e.reason
+        ]
+        result = await self._run(self.cache.update_network_status(write, request.wait_ms, events), context)
         return cache_pb2.UpdateNetworkStatusResponse(delivered=result.delivered, message=result.message)
 
     async def EmitPodEvent(

@@ -1,41 +1,35 @@
-"""The Kubernetes API as the certs service uses it (synchronous client: call
-through asyncio.to_thread). The client comes from the common builder
-(services.common.kube_api) and CSRs are watched with the common watch stream
-(services.common.kube_watch). Every call has a request timeout; errors come
-back as KubeError with no credential material in them."""
+"""The Kubernetes API as the certs service uses it (synchronous: call through
+asyncio.to_thread): raw JSON over the common transport
+(services.common.kube_api), CSRs watched with the common watch stream
+(services.common.kube_watch). No typed client: its models and their pydantic
+schemas were most of this service's memory. Every call has a request
+timeout; errors come back as KubeError with no credential material in them."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import os
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from services.certs.approval import SIGNER, USAGES, CsrView
 from services.certs.kubeconfig import ApiEndpoint
 from services.certs.rbac import Permission
 from services.common import kube_api
+from services.common.kube_api import TRANSPORT_ERRORS, ApiError, KubeClient
 from services.common.kube_watch import Gone, ResourceCalls, WatchFailed, watch_events
 from services.common.logs import redact
 
-# The kubernetes package is only partly typed; this adapter is its one user here,
-# and what leaves it is typed.
-k8s: Any = kubernetes.client
-k8s_config: Any = kubernetes.config
-ApiClient = Any
+ApiClient = KubeClient
 
 REQUEST_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 5.0
 WATCH_SECONDS = 30
 MIN_WATCH_SECONDS = 1.0  # a shorter watch without events is not re-opened at once
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+TIMEOUT = (CONNECT_TIMEOUT, REQUEST_TIMEOUT)
 # Every CSR, as the approver lists and watches them (raw JSON objects).
 CSR_CALLS = ResourceCalls("CertificateSigningRequest", CSR_PATH, (), dict)
 ORDERED_USAGES = ("digital signature", "client auth")
@@ -59,18 +53,12 @@ class CsrDenied(Exception):
 
 
 def _kube_error(what: str, exc: BaseException) -> KubeError:
-    if isinstance(exc, ApiException):
-        detail = exc.reason or ""
-        try:
-            body = json.loads(exc.body or "{}")
-            detail = body.get("message") or detail
-        except (ValueError, TypeError):
-            pass
-        return KubeError(int(exc.status or 0), f"{what}: HTTP {exc.status}: {detail}")
+    if isinstance(exc, ApiError):
+        return KubeError(exc.status, f"{what}: HTTP {exc.status}: {exc.message}")
     return KubeError(0, f"{what}: API server unreachable: {type(exc).__name__}")
 
 
-_TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 
 
 def new_client(kubeconfig_path: str = "") -> ApiClient:
@@ -78,7 +66,7 @@ def new_client(kubeconfig_path: str = "") -> ApiClient:
     try:
         # Fails fast when the server is down: the caller owns retrying, with backoff.
         return kube_api.build_api_client(kubeconfig_path)
-    except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # the official loader (exec plugins) raises its own kinds too
         raise KubeError(0, f"cannot load API credentials: {type(exc).__name__}: {exc}") from exc
 
 
@@ -90,33 +78,34 @@ def close(api: ApiClient) -> None:
 
 def endpoint_of(api: ApiClient) -> ApiEndpoint:
     """Server and CA of a client (whatever credentials it was built from)."""
-    cfg = api.configuration
-    ca = b""
-    if cfg.ssl_ca_cert and os.path.exists(cfg.ssl_ca_cert):
-        with open(cfg.ssl_ca_cert, "rb") as f:
-            ca = f.read()
-    return ApiEndpoint(str(cfg.host), ca, not cfg.verify_ssl)
+    return api.endpoint
+
+
+def _send(api: ApiClient, what: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return kube_api.send_json(api, method, path, body, TIMEOUT, answer=True)
+    except _TRANSPORT_ERRORS as exc:
+        raise _kube_error(what, exc) from exc
 
 
 # ---------------------------------------------------------------- CSRs ---
 
 
 def create_csr(api: ApiClient, node: str, request_pem: bytes, expiration_seconds: int) -> str:
-    body = k8s.V1CertificateSigningRequest(
-        metadata=k8s.V1ObjectMeta(generate_name=f"multus-{node}-", labels={"multus.cni.io/node": node[:63]}),
-        spec=k8s.V1CertificateSigningRequestSpec(
-            request=base64.b64encode(request_pem).decode(),
-            signer_name=SIGNER,
-            usages=list(ORDERED_USAGES),
+    body = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": f"multus-{node}-", "labels": {"multus.cni.io/node": node[:63]}},
+        "spec": {
+            "request": base64.b64encode(request_pem).decode(),
+            "signerName": SIGNER,
+            "usages": list(ORDERED_USAGES),
             # Older API servers (1.20) drop this; the rotation follows the real notAfter.
-            expiration_seconds=expiration_seconds,
-        ),
-    )
-    try:
-        created = k8s.CertificatesV1Api(api).create_certificate_signing_request(body, _request_timeout=REQUEST_TIMEOUT)
-    except _TRANSPORT_ERRORS as exc:
-        raise _kube_error("create CertificateSigningRequest", exc) from exc
-    return str(created.metadata.name)
+            "expirationSeconds": expiration_seconds,
+        },
+    }
+    created = _send(api, "create CertificateSigningRequest", "POST", CSR_PATH, body)
+    return str((created.get("metadata") or {}).get("name", ""))
 
 
 @dataclass(frozen=True)
@@ -143,7 +132,7 @@ def csr_outcome(obj: dict[str, Any]) -> CsrOutcome:
 
 def _csr_json(api: ApiClient, name: str) -> dict[str, Any]:
     try:
-        obj = kube_api.get_json(api, f"{CSR_PATH}/{name}", (CONNECT_TIMEOUT, REQUEST_TIMEOUT))
+        obj = kube_api.get_json(api, f"{CSR_PATH}/{name}", TIMEOUT)
     except _TRANSPORT_ERRORS as exc:
         raise _kube_error("get CertificateSigningRequest", exc) from exc
     if obj is None:
@@ -208,30 +197,23 @@ def csr_view(obj: dict[str, Any]) -> CsrView:
 
 def list_csrs(api: ApiClient) -> list[dict[str, Any]]:
     try:
-        response = kube_api.request(api, "GET", CSR_PATH, timeout=(CONNECT_TIMEOUT, REQUEST_TIMEOUT))
-        try:
-            doc = json.loads(response.data)
-        finally:
-            response.release_conn()
+        doc = kube_api.get_json(api, CSR_PATH, TIMEOUT) or {}
     except _TRANSPORT_ERRORS as exc:
         raise _kube_error("list CertificateSigningRequests", exc) from exc
     return list(doc.get("items") or [])
 
 
 def approve_csr(api: ApiClient, name: str, message: str) -> None:
-    certs = k8s.CertificatesV1Api(api)
-    try:
-        csr = certs.read_certificate_signing_request(name, _request_timeout=REQUEST_TIMEOUT)
-        csr.status = csr.status or k8s.V1CertificateSigningRequestStatus()
-        csr.status.conditions = [
-            *(csr.status.conditions or []),
-            k8s.V1CertificateSigningRequestCondition(
-                type="Approved", status="True", reason="MultusAutoApproved", message=message
-            ),
-        ]
-        certs.replace_certificate_signing_request_approval(name, csr, _request_timeout=REQUEST_TIMEOUT)
-    except _TRANSPORT_ERRORS as exc:
-        raise _kube_error(f"approve CertificateSigningRequest {name}", exc) from exc
+    what = f"approve CertificateSigningRequest {name}"
+    csr = _csr_json(api, name)
+    status = csr.setdefault("status", {}) or {}
+    status["conditions"] = [
+        *(status.get("conditions") or []),
+        {"type": "Approved", "status": "True", "reason": "MultusAutoApproved", "message": message},
+    ]
+    csr["status"] = status
+    # The resourceVersion read above makes a concurrent decision a 409, not a lost update.
+    _send(api, what, "PUT", f"{CSR_PATH}/{name}/approval", csr)
 
 
 # -------------------------------------------------------- TokenRequest ---
@@ -247,36 +229,38 @@ class IssuedToken:
 
 
 def request_token(api: ApiClient, namespace: str, service_account: str, audience: str, seconds: int) -> IssuedToken:
-    body = k8s.AuthenticationV1TokenRequest(
-        spec=k8s.V1TokenRequestSpec(audiences=[audience] if audience else [], expiration_seconds=seconds)
-    )
+    what = f"TokenRequest for serviceaccount {namespace}/{service_account}"
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": [audience] if audience else [], "expirationSeconds": seconds},
+    }
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+    status = _send(api, what, "POST", path, body).get("status") or {}
     try:
-        resp = k8s.CoreV1Api(api).create_namespaced_service_account_token(
-            service_account, namespace, body, _request_timeout=REQUEST_TIMEOUT
-        )
-    except _TRANSPORT_ERRORS as exc:
-        raise _kube_error(f"TokenRequest for serviceaccount {namespace}/{service_account}", exc) from exc
-    return IssuedToken(str(resp.status.token), resp.status.expiration_timestamp.timestamp())
+        expires = datetime.fromisoformat(str(status["expirationTimestamp"])).timestamp()
+        return IssuedToken(str(status["token"]), expires)
+    except (KeyError, ValueError) as exc:
+        raise KubeError(0, f"{what}: the answer has no token or expiry") from exc
 
 
 # ------------------------------------------------- access review ---
 
 
 def access_allowed(api: ApiClient, perm: Permission) -> bool:
-    review = k8s.V1SelfSubjectAccessReview(
-        spec=k8s.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=k8s.V1ResourceAttributes(
-                verb=perm.verb,
-                group=perm.group,
-                resource=perm.resource,
-                subresource=perm.subresource or None,
-                namespace=perm.namespace or None,
-                name=perm.name or None,
-            )
-        )
-    )
-    try:
-        resp = k8s.AuthorizationV1Api(api).create_self_subject_access_review(review, _request_timeout=REQUEST_TIMEOUT)
-    except _TRANSPORT_ERRORS as exc:
-        raise _kube_error("SelfSubjectAccessReview", exc) from exc
-    return bool(resp.status.allowed)
+    attributes = {
+        "verb": perm.verb,
+        "group": perm.group,
+        "resource": perm.resource,
+        "subresource": perm.subresource,
+        "namespace": perm.namespace,
+        "name": perm.name,
+    }
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {k: v for k, v in attributes.items() if v or k == "group"}},
+    }
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    answer = _send(api, "SelfSubjectAccessReview", "POST", path, review)
+    return bool((answer.get("status") or {}).get("allowed"))

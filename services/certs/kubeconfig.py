@@ -7,90 +7,25 @@ mounted: on the host, in a container, or inside a delegate's chroot."""
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import os
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from services.certs import pki
-
-IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-
-
-class KubeconfigError(ValueError):
-    """A kubeconfig is missing, unreadable, or lacks what we need from it."""
-
-
-@dataclass(frozen=True)
-class ApiEndpoint:
-    """Where the API server is and how to trust it (no client identity)."""
-
-    server: str
-    ca_pem: bytes = b""
-    insecure_skip_tls_verify: bool = False
-
-
-def load(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            doc = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise KubeconfigError(f"cannot read kubeconfig {path}: {type(exc).__name__}") from exc
-    if not isinstance(doc, dict):
-        raise KubeconfigError(f"kubeconfig {path}: not a mapping")
-    return doc
-
-
-def _named(doc: dict[str, Any], section: str, name: str, key: str) -> dict[str, Any]:
-    for item in doc.get(section) or []:
-        if isinstance(item, dict) and item.get("name") == name and isinstance(item.get(key), dict):
-            return dict(item[key])
-    raise KubeconfigError(f"kubeconfig: no {key} named {name!r}")
-
-
-def _context(doc: dict[str, Any]) -> dict[str, Any]:
-    name = doc.get("current-context")
-    contexts = doc.get("contexts") or []
-    if not name and len(contexts) == 1:
-        name = contexts[0].get("name")
-    if not name:
-        raise KubeconfigError("kubeconfig: no current-context")
-    return _named(doc, "contexts", str(name), "context")
-
-
-def _file_or_data(section: dict[str, Any], file_key: str, data_key: str, base_dir: str) -> bytes | None:
-    if section.get(data_key):
-        try:
-            return base64.b64decode(section[data_key])
-        except (binascii.Error, ValueError) as exc:
-            raise KubeconfigError(f"kubeconfig: {data_key} is not base64") from exc
-    if section.get(file_key):
-        path = os.path.join(base_dir, str(section[file_key]))
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise KubeconfigError(f"kubeconfig: cannot read {file_key} {path}: {type(exc).__name__}") from exc
-    return None
-
-
-def endpoint(doc: dict[str, Any], base_dir: str) -> ApiEndpoint:
-    cluster = _named(doc, "clusters", str(_context(doc).get("cluster", "")), "cluster")
-    server = str(cluster.get("server") or "")
-    if not server:
-        raise KubeconfigError("kubeconfig: cluster has no server")
-    ca = _file_or_data(cluster, "certificate-authority", "certificate-authority-data", base_dir) or b""
-    return ApiEndpoint(server, ca, bool(cluster.get("insecure-skip-tls-verify")))
+from services.common.kubeconfig import IN_CLUSTER_TOKEN as IN_CLUSTER_TOKEN
+from services.common.kubeconfig import ApiEndpoint as ApiEndpoint
+from services.common.kubeconfig import KubeconfigError as KubeconfigError
+from services.common.kubeconfig import current_user, file_or_data
+from services.common.kubeconfig import endpoint as endpoint
+from services.common.kubeconfig import load as load
 
 
 def user_expiry(doc: dict[str, Any], base_dir: str) -> tuple[float, float]:
     """(issued, not_after) of the current user's credential when it can be
     known: a client certificate, or a JWT bearer token with `exp`. (0, 0) if not."""
-    user = _named(doc, "users", str(_context(doc).get("user", "")), "user")
-    cert = _file_or_data(user, "client-certificate", "client-certificate-data", base_dir)
+    user = current_user(doc)
+    cert = file_or_data(user, "client-certificate", "client-certificate-data", base_dir)
     if cert:
         try:
             facts = pki.certificate_facts(cert)
@@ -99,7 +34,7 @@ def user_expiry(doc: dict[str, Any], base_dir: str) -> tuple[float, float]:
         return (facts.not_before, facts.not_after)
     token = user.get("token")
     if not token and user.get("tokenFile"):
-        token_bytes = _file_or_data(user, "tokenFile", "", base_dir)
+        token_bytes = file_or_data(user, "tokenFile", "", base_dir)
         token = token_bytes.decode(errors="replace").strip() if token_bytes else ""
     return jwt_lifetime(str(token or ""))
 

@@ -48,7 +48,14 @@ def _each(verbs: Sequence[str], group: str, resource: str, subresource: str, whe
 # namespaced at run time (the configured delegate ServiceAccount).
 REQUIRED_PERMISSIONS: tuple[Requirement, ...] = (
     *_each(("get", "list", "watch"), "", "pods", "", ALWAYS, "cache: pod informer and live GET"),
-    *_each(("get", "update"), "", "pods", "status", ALWAYS, "cache: network-status write-back (read, then replace)"),
+    *_each(
+        ("patch", "update"),
+        "",
+        "pods",
+        "status",
+        ALWAYS,
+        "cache: network-status write-back (merge patch; replace for a mirror pod)",
+    ),
     *_each(("create", "patch"), "", "events", "", ALWAYS, "gateway: AddedInterface/NoNetworkFound pod events"),
     *_each(
         ("get", "list", "watch"), "k8s.cni.cncf.io", "network-attachment-definitions", "", ALWAYS, "cache: NAD informer"

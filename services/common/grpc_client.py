@@ -57,12 +57,25 @@ Meanings = Mapping[grpc.StatusCode, Callable[[str], cni.CniError]]
 
 
 def cni_error_from_rpc(peer: str, err: grpc.aio.AioRpcError, meanings: Meanings | None = None) -> cni.CniError:
-    code = err.code()
+    return cni_error_from_status(peer, err.code(), err.details() or "", meanings)
+
+
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """A status code sent as its number (e.g. a refusal inside a batch answer)."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def cni_error_from_status(
+    peer: str, code: grpc.StatusCode, details: str, meanings: Meanings | None = None
+) -> cni.CniError:
     if meanings and code in meanings:
-        return meanings[code](err.details() or "")
+        return meanings[code](details)
     if code in _TRANSIENT:
-        return PeerUnavailable(f"{peer} unavailable", f"{code.name}: {err.details() or ''}")
-    return cni.CniError(_STATUS_TO_CNI.get(code, cni.IO_FAILURE), err.details() or f"{peer} call failed", code.name)
+        return PeerUnavailable(f"{peer} unavailable", f"{code.name}: {details}")
+    return cni.CniError(_STATUS_TO_CNI.get(code, cni.IO_FAILURE), details or f"{peer} call failed", code.name)
 
 
 async def call(

@@ -7,6 +7,11 @@ unsafe in a process with gRPC's threads. Network namespaces are per thread on
 Linux, so a short-lived thread enters the namespace, opens the netlink socket
 there (a socket stays bound to the namespace it was created in), returns to
 ours, and does the work; a thread that could not return dies with it.
+
+pyroute2 (160 modules, about 10 MiB) is imported on the first netlink call,
+not at start-up: the ADD/DEL path never uses it, so an executor that only
+runs delegates never pays for it. Its NetlinkError (not an OSError) leaves
+this module as NetlinkFailure, an OSError, so no caller imports pyroute2.
 """
 
 from __future__ import annotations
@@ -19,14 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netns import setns
-
 from services.executor.rejection import Reason, Rejected
 from services.executor.validation import GatewayAddress
 
 T = TypeVar("T")
+IPRoute = Any  # pyroute2.IPRoute, imported on first use
 
 _ENODEV = 19
 _AF_INET = 2
@@ -61,7 +63,21 @@ class NamespaceView:
     routes: tuple[Route, ...] = field(default_factory=tuple)
 
 
+class NetlinkFailure(OSError):
+    """The kernel refused a netlink request (pyroute2's NetlinkError, as an OSError)."""
+
+
+def _netlink_error() -> type[Exception]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    error: type[Exception] = NetlinkError
+    return error
+
+
 def _in_netns(netns_path: str, work: Callable[[IPRoute], T]) -> T:
+    from pyroute2 import IPRoute
+    from pyroute2.netns import setns
+
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -90,7 +106,11 @@ async def run_in_netns(netns_path: str, work: Callable[[IPRoute], T]) -> T:
 
     def thread_main() -> None:
         try:
-            value = _in_netns(netns_path, work)
+            try:
+                value = _in_netns(netns_path, work)
+            except _netlink_error() as exc:
+                code = int(getattr(exc, "code", 0) or 0)
+                raise NetlinkFailure(code, str(exc)) from exc
         except BaseException as exc:
             loop.call_soon_threadsafe(deliver, future.set_exception, exc)
         else:
@@ -156,8 +176,8 @@ async def delete_interface(netns_path: str, ifname: str) -> bool:
             return False
         try:
             ipr.link("del", index=indexes[0])
-        except NetlinkError as exc:
-            if exc.code == _ENODEV:  # removed between lookup and delete
+        except _netlink_error() as exc:
+            if getattr(exc, "code", 0) == _ENODEV:  # removed between lookup and delete
                 return False
             raise
         return True
@@ -211,8 +231,8 @@ def _replace_default_routes(
                     priority=int(route.get_attr("RTA_PRIORITY") or 0),
                     **({"gateway": gateway} if gateway else {}),
                 )
-            except NetlinkError as exc:
-                if exc.code != errno.ESRCH:  # gone already: someone else's change, same outcome
+            except _netlink_error() as exc:
+                if getattr(exc, "code", 0) != errno.ESRCH:  # gone already: someone else's change, same outcome
                     raise
             removed.append(Route(_DEFAULT_DESTINATION[family], str(gateway or ""), ifname))
     added: list[Route] = []
@@ -220,13 +240,13 @@ def _replace_default_routes(
         family = _family(gw)
         try:
             ipr.route("add", family=family, dst_len=0, table=_MAIN_TABLE, oif=index, gateway=str(gw))
-        except NetlinkError as exc:
+        except _netlink_error() as exc:
             raise _route_refused(ipr, exc, family, ifname, gw) from None
         added.append(Route(_DEFAULT_DESTINATION[family], str(gw), ifname))
     return DefaultRouteChange(tuple(removed), tuple(added))
 
 
-def _route_refused(ipr: IPRoute, exc: NetlinkError, family: int, ifname: str, gw: GatewayAddress) -> Exception:
+def _route_refused(ipr: IPRoute, exc: Any, family: int, ifname: str, gw: GatewayAddress) -> Exception:
     """The kernel's refusal of a default route, as something the caller can act on."""
     if exc.code == errno.EEXIST:
         names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}

@@ -6,15 +6,15 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
-from pyroute2.netlink.exceptions import NetlinkError
 
 from services.api import cni_pb2, executor_pb2, executor_pb2_grpc
 from services.common.logs import get_logger, redact
 from services.common.peercred import PeerCred
 from services.executor import metrics, netlink
 from services.executor.guard import CallerPolicy, caller_from_metadata
+from services.executor.netlink import NetlinkFailure as NetlinkError  # an OSError; pyroute2 loads on first use
 from services.executor.rejection import Reason, Rejected
-from services.executor.runner import DelegateRunner, ExecRequest
+from services.executor.runner import DelegateRunner, ExecOutcome, ExecRequest
 from services.executor.validation import validate_gateways, validate_ifname, validate_netns
 
 log = get_logger(__name__)
@@ -56,6 +56,17 @@ def _no_peer(context: Any) -> PeerCred | None:
     return None
 
 
+def _response(outcome: ExecOutcome) -> executor_pb2.ExecPluginResponse:
+    response = executor_pb2.ExecPluginResponse(
+        exit_code=outcome.exit_code, stdout=outcome.stdout, duration_seconds=outcome.duration
+    )
+    if outcome.error is not None:
+        response.error.CopyFrom(
+            cni_pb2.CniError(code=outcome.error.code, msg=outcome.error.msg, details=outcome.error.details)
+        )
+    return response
+
+
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc]
     def __init__(
         self,
@@ -77,8 +88,38 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
     ) -> executor_pb2.ExecPluginResponse:
         peer, marker = self._caller(context)
         try:
+            outcome = await self._exec(peer, marker, request, context)
+        except Rejected as exc:
+            await _abort(context, exc)
+        return _response(outcome)
+
+    async def ExecPlugins(
+        self, request: executor_pb2.ExecPluginsRequest, context: Any
+    ) -> executor_pb2.ExecPluginsResponse:
+        """ExecPlugin for each call in order, in one round trip (see the proto)."""
+        peer, marker = self._caller(context)
+        results = []
+        for call in request.calls:
+            try:
+                outcome = await self._exec(peer, marker, call, context)
+            except Rejected as exc:
+                refused = _STATUS[exc.reason].value[0]
+                results.append(executor_pb2.ExecPluginResult(refused_code=refused, refused_message=exc.message))
+                if request.stop_at_failure:
+                    break
+                continue
+            results.append(executor_pb2.ExecPluginResult(response=_response(outcome)))
+            if request.stop_at_failure and (outcome.error is not None or outcome.exit_code != 0):
+                break
+        return executor_pb2.ExecPluginsResponse(results=results)
+
+    async def _exec(
+        self, peer: PeerCred | None, marker: str, request: executor_pb2.ExecPluginRequest, context: Any
+    ) -> ExecOutcome:
+        """One delegate call, guarded and bounded by the RPC's deadline; raises Rejected."""
+        try:
             _guarded(self.policy.check_exec, peer, marker, request.command)
-            outcome = await self.runner.run(
+            return await self.runner.run(
                 ExecRequest(
                     plugin=request.plugin,
                     command=request.command,
@@ -92,18 +133,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):  # type: ignore[misc
                 time_left(context),
             )
         except Rejected as exc:
-            log.info(
-                "exec refused", plugin=request.plugin[:64], cni_command=request.command[:16], reason=exc.message
-            )
-            await _abort(context, exc)
-        response = executor_pb2.ExecPluginResponse(
-            exit_code=outcome.exit_code, stdout=outcome.stdout, duration_seconds=outcome.duration
-        )
-        if outcome.error is not None:
-            response.error.CopyFrom(
-                cni_pb2.CniError(code=outcome.error.code, msg=outcome.error.msg, details=outcome.error.details)
-            )
-        return response
+            log.info("exec refused", plugin=request.plugin[:64], cni_command=request.command[:16], reason=exc.message)
+            raise
 
     async def ListInterfaces(
         self, request: executor_pb2.ListInterfacesRequest, context: Any

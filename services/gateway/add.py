@@ -1,10 +1,9 @@
 """CNI ADD: plan the pod's attachments, attach them in order (rolling back on
-the first failure), write network-status, announce the interfaces, and answer
-the cluster network's result."""
+the first failure), write network-status (the cache then announces the
+interfaces, in the background), and answer the cluster network's result."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -21,7 +20,7 @@ from services.gateway.netconf import MultusNetConf
 from services.gateway.network_status import network_statuses
 from services.gateway.ownership import run_to_completion
 from services.gateway.plan import PlannedAttachment
-from services.gateway.ports import PodView
+from services.gateway.ports import PodEventView, PodView
 from services.gateway.records import AttachmentRecord
 from services.gateway.request import CniCall
 from services.gateway.result import to_current
@@ -47,14 +46,20 @@ async def add_networks(core: Core, call: CniCall, progress: list[AttachmentRecor
     core.check_readiness(netconf)
     pod = await core.get_pod(call)
     planned = core.plan(call, netconf, await resolve_networks(core, netconf, pod))
-    if earlier := await asyncio.to_thread(core.records.take_over, call.container_id):
+    if earlier := core.records.take_over(call.container_id):
         # A repeated ADD for a container: undo the earlier attachments first so
         # nothing leaks (the runtime only repeats ADD after a failure on its side).
         await core.teardown(call, earlier, fail=True)
-    attached = await attach_all(core, call, planned, progress)
+    attached = await attach_together(core, call, planned, progress)
+    if attached is None:  # a delegate needs the gateway before the next one runs
+        attached = await attach_all(core, call, planned, progress)
+    events = interface_events(planned, attached)
     if pod.namespace not in netconf.system_namespaces:
-        await write_network_status(core, pod, await status_entries(core, planned, attached))
-    announce_interfaces(core, pod, planned, attached)
+        entries = await status_entries(core, planned, attached)
+        await write_network_status(core, pod, entries, events=events)
+    else:
+        for event in events:  # no status write to carry them
+            core.event(pod, event.type, event.reason, event.message)
     return cluster_result(planned, attached)
 
 
@@ -105,6 +110,57 @@ async def attach_all(
     return attached
 
 
+async def attach_together(
+    core: Core, call: CniCall, planned: Sequence[PlannedAttachment], progress: list[AttachmentRecord]
+) -> list[AttachmentRecord] | None:
+    """attach_all in one executor round trip, when no delegate needs the gateway
+    before the next one runs (a chained conflist's prevResult, default-route, a
+    device-info file to copy): None then, and attach_all does it.
+
+    The same order, records and rollback: every record is written ("adding")
+    before the first delegate runs, so a crash leaves DEL enough to clean up, and
+    all of them are in `progress` while the executor works (a cancellation then
+    rolls back every one, as any of them may have run). The executor stops at
+    the first failure: `progress` is then exactly the delegates that ran (the
+    failing one itself, and any after it when the failure was an unreadable
+    result), which the caller rolls back; records of delegates that never ran
+    are dropped. The failure is raised with its own code."""
+    calls = []
+    for att in planned:
+        if att.drop_default_v4 or att.drop_default_v6 or att.default_gateways or att.delegate.resource_name:
+            return None
+        target = Target(call.container_id, call.netns, att.ifname, att.add_args)
+        one = core.invoker.single_add(att.delegate.config, target, att.capability_args)
+        if one is None:
+            return None
+        calls.append(one)
+    pending = [core.record(call, att) for att in planned]
+    await core.save(*pending)
+    progress.extend(pending)
+    try:
+        results = await core.invoker.add_each(calls)
+    except cni.CniError as lost:  # the executor never answered: any of them may have run
+        failure: tuple[PlannedAttachment, cni.CniError] = (planned[0], lost)
+    else:
+        ran = [
+            record if isinstance(result, cni.CniError) else replace(record, state="added", result=result)
+            for record, result in zip(pending, results, strict=False)
+        ]
+        progress[-len(pending) :] = ran
+        # On disk too before any rollback: a DEL that fails for an "added" attachment
+        # keeps its record, and the runtime's retry must see it as added.
+        await core.save(*(record for record in ran if record.state == "added"))
+        failures = [(att, r) for att, r in zip(planned, results, strict=False) if isinstance(r, cni.CniError)]
+        if not failures:
+            return ran
+        for never_ran in pending[len(ran) :]:
+            core.records.remove(never_ran.container_id, never_ran.ifname)
+        failure = failures[0]
+    att, err = failure
+    log.warning("delegate ADD failed, rolling back", network=att.network_name, ifname=att.ifname, error=str(err))
+    raise cni.CniError(err.code, f"error adding container to network {att.network_name!r}: {err.msg}", err.details)
+
+
 async def apply_default_route(
     core: Core, call: CniCall, att: PlannedAttachment, result: dict[str, Any] | None
 ) -> dict[str, Any] | None:
@@ -138,9 +194,12 @@ async def status_entries(
     return entries
 
 
-async def write_network_status(core: Core, pod: PodView, entries: list[dict[str, Any]]) -> None:
-    """Write network-status; a failure fails the ADD with the write's code (and the ADD
-    rolls back). A pod already gone needs no status (the runtime will DEL it)."""
+async def write_network_status(
+    core: Core, pod: PodView, entries: list[dict[str, Any]], *, events: Sequence[PodEventView] = ()
+) -> None:
+    """Write network-status (the cache emits `events` after it); a failure fails the ADD
+    with the write's code (and the ADD rolls back). A pod already gone needs no status
+    (the runtime will DEL it)."""
     try:
         await core.cluster.update_network_status(
             pod.namespace,
@@ -149,6 +208,7 @@ async def write_network_status(core: Core, pod: PodView, entries: list[dict[str,
             json.dumps(entries),
             wait_ms=core.config.status_write_wait_ms,
             timeout=core.timeouts.status_write + core.config.status_write_wait_ms / 1000.0,
+            events=events,
         )
     except PodGone as gone:
         log.info("pod gone before its network-status was written", error=str(gone))
@@ -156,15 +216,16 @@ async def write_network_status(core: Core, pod: PodView, entries: list[dict[str,
         raise cni.CniError(err.code, "error setting the networks status", str(err)) from err
 
 
-def announce_interfaces(
-    core: Core, pod: PodView, planned: Sequence[PlannedAttachment], attached: Sequence[AttachmentRecord]
-) -> None:
+def interface_events(planned: Sequence[PlannedAttachment], attached: Sequence[AttachmentRecord]) -> list[PodEventView]:
     """An AddedInterface event per attachment that reported an interface or address, as upstream."""
+    events = []
     for att, record in zip(planned, attached, strict=True):
         current = to_current(record.result)
         if record.result is not None and (current.get("interfaces") or current.get("ips")):
             suffix = f" from {att.network_name}" if att.network_name else ""
-            core.event(pod, "Normal", "AddedInterface", f"Add {att.ifname} [{' '.join(ips_of(record.result))}]{suffix}")
+            message = f"Add {att.ifname} [{' '.join(ips_of(record.result))}]{suffix}"
+            events.append(PodEventView("Normal", "AddedInterface", message))
+    return events
 
 
 def cluster_result(planned: Sequence[PlannedAttachment], attached: Sequence[AttachmentRecord]) -> dict[str, Any]:

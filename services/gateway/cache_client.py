@@ -6,24 +6,25 @@ code 7; pod of a status write gone: PodGone)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from services.api import cache_pb2, cache_pb2_grpc
 from services.common.errors import NetworkNotFound, PodGone, PodNotFound
 from services.common.grpc_client import call, unix_channel
-from services.gateway.ports import NadView, PodView
+from services.gateway.ports import NadView, PodEventView, PodView
 
 PEER = "cache"
 
 
-def pod_view(pod: cache_pb2.Pod) -> PodView:
-    return PodView(pod.namespace, pod.name, pod.uid, dict(pod.annotations), deleting=pod.deleting)
-
-
 def nad_view(nad: cache_pb2.NetworkAttachmentDefinition) -> NadView:
     return NadView(nad.namespace, nad.name, nad.config, dict(nad.annotations))
+
+
+def pod_view(pod: cache_pb2.Pod) -> PodView:
+    networks = {(nad.namespace, nad.name): nad_view(nad) for nad in pod.networks}
+    return PodView(pod.namespace, pod.name, pod.uid, dict(pod.annotations), networks, deleting=pod.deleting)
 
 
 class CacheClient:
@@ -32,9 +33,10 @@ class CacheClient:
         self._stub = cache_pb2_grpc.CacheStub(self._channel)
 
     async def get_pod(self, namespace: str, name: str, uid: str = "", *, wait_ms: int = 0, timeout: float) -> PodView:
-        """The pod, waiting up to wait_ms for one not cached yet. A pod the API does
-        not know is CNI code 11 (try again later), never a made-up success."""
-        request = cache_pb2.GetPodRequest(namespace=namespace, name=name, uid=uid, wait_ms=wait_ms)
+        """The pod, waiting up to wait_ms for one not cached yet, with the cached NADs its
+        annotations name (one call where there were 1 + N). A pod the API does not
+        know is CNI code 11 (try again later), never a made-up success."""
+        request = cache_pb2.GetPodRequest(namespace=namespace, name=name, uid=uid, wait_ms=wait_ms, with_networks=True)
         not_found = {
             grpc.StatusCode.NOT_FOUND: lambda details: PodNotFound(f"pod {namespace}/{name} not found", details)
         }
@@ -65,11 +67,18 @@ class CacheClient:
         *,
         wait_ms: int = 0,
         timeout: float,
+        events: Sequence[PodEventView] = (),
     ) -> bool:
         """Write network-status; False when the cache could not deliver it in time and
-        queued it for background retry (the ADD still succeeds: the interfaces are attached)."""
+        queued it for background retry (the ADD still succeeds: the interfaces are attached).
+        The cache emits `events` afterwards, in the background."""
         request = cache_pb2.UpdateNetworkStatusRequest(
-            namespace=namespace, name=name, uid=uid, network_status_json=network_status_json, wait_ms=wait_ms
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            network_status_json=network_status_json,
+            wait_ms=wait_ms,
+            events=[cache_pb2.PodEvent(type=e.type, reason=e.reason, message=e.message) for e in events],
         )
         gone = {grpc.StatusCode.NOT_FOUND: lambda details: PodGone(f"pod {namespace}/{name} is gone", details)}
         response: cache_pb2.UpdateNetworkStatusResponse = await call(

@@ -18,6 +18,7 @@ from typing import Any
 from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger
+from services.common.selection import CONFIG_SOURCE_ANNOTATION
 from services.gateway.delegate import Delegate
 from services.gateway.device_info import CNI_DEVICE_INFO_CAPABILITY, DeviceInfoFiles, with_device_info_file
 from services.gateway.gateway_metrics import TEARDOWN_FAILURES
@@ -29,7 +30,6 @@ from services.gateway.ports import Cluster, PodView, RouteEditor
 from services.gateway.records import AttachmentRecord, RecordStore
 from services.gateway.request import CniCall
 from services.gateway.resolver import NetworkResolver
-from services.gateway.selection import CONFIG_SOURCE_ANNOTATION
 
 log = get_logger(__name__)
 
@@ -142,12 +142,14 @@ class Core:
             ifname_requested=bool(att.delegate.ifname_request),
         )
 
+    # Records are small local files written without fsync: on the loop they cost
+    # less than the two thread hops around them, on every delegate of every call.
     async def load_records(self, container_id: str) -> list[AttachmentRecord]:
-        return await asyncio.to_thread(self.records.load, container_id)
+        return self.records.load(container_id)
 
     async def save(self, *records: AttachmentRecord) -> None:
         if records:
-            await asyncio.to_thread(self.records.save, *records)
+            self.records.save(*records)
 
     @staticmethod
     def target(call: CniCall, record: AttachmentRecord) -> Target:
@@ -166,37 +168,45 @@ class Core:
         delete: its DEL failure is logged, evented and counted, and its record
         dropped, so a pod never wedges in Terminating over it."""
         first: cni.CniError | None = None
-        for record in sorted(records, key=lambda r: r.index, reverse=True):
-            try:
-                await self.invoker.delete(
-                    record.config, self.target(call, record), record.capability_args, record.result
-                )
-            except cni.CniError as err:
+        ordered = sorted(records, key=lambda r: r.index, reverse=True)
+        # Every network's DEL in one executor round trip (going on past failures).
+        calls = [
+            self.invoker.delete_calls(r.config, self.target(call, r), r.capability_args, r.result) for r in ordered
+        ]
+        try:
+            failures = await self.invoker.delete_each(calls)
+        except cni.CniError as unavailable:  # no executor: every DEL failed alike
+            failures = [unavailable] * len(ordered)
+        for record, failure in zip(ordered, failures, strict=True):
+            if failure is not None:
                 if record.state == "added":
                     TEARDOWN_FAILURES.labels("attached").inc()
                     log.warning(
                         "delegate DEL failed; record kept for the retry",
                         network=record.network_name,
                         ifname=record.ifname,
-                        error=str(err),
+                        error=str(failure),
                     )
-                    first = first or err
+                    first = first or failure
                     continue
                 TEARDOWN_FAILURES.labels("unconfirmed").inc()
                 log.warning(
                     "delegate DEL failed for an attachment that never completed ADD; not retried",
                     network=record.network_name,
                     ifname=record.ifname,
-                    error=str(err),
+                    error=str(failure),
                 )
                 if record.pod_name:
                     pod = PodView(record.pod_namespace, record.pod_name, record.pod_uid, {})
                     self.event(
-                        pod, "Warning", "NetworkDeleteFailed", f"DEL of {record.ifname} ({record.network_name}): {err}"
+                        pod,
+                        "Warning",
+                        "NetworkDeleteFailed",
+                        f"DEL of {record.ifname} ({record.network_name}): {failure}",
                     )
             await self.device_files.remove(device_info_file(record.capability_args))
             if record.origin != "upstream":
-                await asyncio.to_thread(self.records.remove, record.container_id, record.ifname)
+                self.records.remove(record.container_id, record.ifname)
         if first is not None and fail:
             raise cni.CniError(first.code, f"error deleting container networks: {first.msg}", first.details)
 
@@ -208,7 +218,7 @@ class Core:
         except Exception as exc:  # a rollback must not hide the ADD's own failure
             log.error("rollback failed", error=f"{type(exc).__name__}: {exc}")
         try:
-            await asyncio.to_thread(self.records.mark_abandoned, call.container_id, reason)
+            self.records.mark_abandoned(call.container_id, reason)
         except (OSError, cni.CniError) as exc:
             log.warning("cannot mark the container's ADD as rolled back", error=str(exc))
 

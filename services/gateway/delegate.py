@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common import cni
-from services.gateway.selection import NetworkSelectionElement
+from services.common.selection import NetworkSelectionElement
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ log = get_logger(__name__)
 async def cmd_del(core: Core, call: CniCall) -> None:
     netconf = request_netconf(core, call)
     cni_dir = netconf.cni_dir if netconf else core.config.cni_dir
-    records, abandoned = await asyncio.to_thread(core.records.load_marked, call.container_id)
+    records, abandoned = core.records.load_marked(call.container_id)  # small local files: on the loop
     upstream: list[AttachmentRecord] = []
     if not records and abandoned:
         # The mark stays (GC and the periodic sweep drop it): the runtime may DEL again.

@@ -271,10 +271,12 @@ class DeviceInfoFiles:
             return None
 
     async def load(self, cni_path: str) -> dict[str, Any] | None:
-        """After the delegate's ADD: the device-info object for network-status, if any."""
+        """After the delegate's ADD: the device-info object for network-status, if any.
+        Read on the loop: opening a small local file (usually absent) costs less than
+        the thread hop around it, on every attachment of every ADD."""
         if not self.owns(cni_path):
             return None
-        return await asyncio.to_thread(self._read, cni_path)
+        return self._read(cni_path)
 
     def _remove(self, cni_path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -285,6 +287,6 @@ class DeviceInfoFiles:
         if not self.owns(cni_path):
             return
         try:
-            await asyncio.to_thread(self._remove, cni_path)
+            self._remove(cni_path)  # one unlink: cheaper on the loop than a thread hop
         except OSError as err:
             log.warning("cannot remove device-info file", path=cni_path, error=str(err))

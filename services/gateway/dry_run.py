@@ -15,6 +15,11 @@ from dataclasses import dataclass, field, replace
 
 from services.common import cni
 from services.common.config import DaemonConfig
+from services.common.selection import (
+    DEFAULT_NETWORK_ANNOTATION,
+    NETWORKS_ANNOTATION,
+    parse_networks_annotation,
+)
 from services.common.validation import container_id_problem, ifname_problem
 from services.gateway.device_info import DeviceInfoFiles, with_device_info_file
 from services.gateway.explain import Origin, PluginStdin, delegate_origins, plugin_stdins
@@ -24,11 +29,6 @@ from services.gateway.plan import PlannedAttachment, plan_attachments
 from services.gateway.ports import Cluster, PodView
 from services.gateway.request import PodRef
 from services.gateway.resolver import NetworkResolver
-from services.gateway.selection import (
-    DEFAULT_NETWORK_ANNOTATION,
-    NETWORKS_ANNOTATION,
-    parse_networks_annotation,
-)
 
 DEFAULT_CONTAINER_ID = "dry-run"
 CLUSTER_TIMEOUT = 5.0

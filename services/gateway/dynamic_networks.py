@@ -33,6 +33,12 @@ from services.common import cni
 from services.common.backoff import backoff_delay
 from services.common.errors import NetworkNotFound, PodGone
 from services.common.logs import get_logger
+from services.common.selection import (
+    NETWORK_STATUS_ANNOTATION,
+    NETWORKS_ANNOTATION,
+    check_namespace_isolation,
+    parse_networks_annotation,
+)
 from services.gateway.add import ips_of
 from services.gateway.core import Core, device_info_file
 from services.gateway.delegate import with_cni_version
@@ -52,12 +58,6 @@ from services.gateway.plan import plan_attachments
 from services.gateway.ports import PodView
 from services.gateway.records import AttachmentRecord
 from services.gateway.request import CniCall, split_cni_args
-from services.gateway.selection import (
-    NETWORK_STATUS_ANNOTATION,
-    NETWORKS_ANNOTATION,
-    check_namespace_isolation,
-    parse_networks_annotation,
-)
 
 log = get_logger(__name__)
 

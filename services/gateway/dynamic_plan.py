@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.common.selection import NetworkSelectionElement
 from services.gateway.netconf import MultusNetConf
 from services.gateway.records import AttachmentRecord
-from services.gateway.selection import NetworkSelectionElement
 
 _AUTO_IFNAME = re.compile(r"net[0-9]+")
 

@@ -145,6 +145,19 @@ class ExecutorClient:
             what=f"{request.plugin} {request.command}",
         )
 
+    async def exec_plugins(
+        self, request: executor_pb2.ExecPluginsRequest, *, timeout: float
+    ) -> executor_pb2.ExecPluginsResponse:
+        """Run several delegates in order in one round trip. A batch of DELs only is
+        retried on another executor when its executor dies; one with an ADD is not."""
+        return await self._call(
+            lambda stub: stub.ExecPlugins,
+            request,
+            timeout,
+            repeatable=all(c.command in REPEATABLE_COMMANDS for c in request.calls),
+            what=f"{len(request.calls)} delegate calls",
+        )
+
     async def list_interfaces(self, netns: str, *, timeout: float) -> executor_pb2.ListInterfacesResponse:
         req = executor_pb2.ListInterfacesRequest(netns=netns)
         return await self._call(lambda stub: stub.ListInterfaces, req, timeout, repeatable=True, what="ListInterfaces")

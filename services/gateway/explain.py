@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.logs import redact
+from services.common.selection import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkSelectionElement
 from services.gateway.invoke import plugin_confs, plugin_stdin
 from services.gateway.netconf import MultusNetConf
-from services.gateway.selection import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkSelectionElement
 
 CLUSTER_NETWORK = "clusterNetwork"
 DELEGATES = "delegates"

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.common import cni
+from services.common.selection import NetworkSelectionElement
 from services.gateway.add import ips_of
 from services.gateway.core import Core
 from services.gateway.delegate import load_delegate, with_cni_version
@@ -17,7 +18,6 @@ from services.gateway.plan import delegate_cni_args, plan_attachments
 from services.gateway.records import AttachmentRecord
 from services.gateway.request import CniCall, InterfaceAttributes
 from services.gateway.result import to_current
-from services.gateway.selection import NetworkSelectionElement
 
 
 async def cmd_delegate(core: Core, call: CniCall, attributes: InterfaceAttributes | None) -> dict[str, Any] | None:

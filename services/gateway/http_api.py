@@ -1,7 +1,9 @@
 """Upstream Multus' HTTP API on the daemon's Unix socket (aiohttp):
 POST /cni, POST /delegate, GET|POST /healthz, and GET|POST /readyz (503 until
 ready and while draining). Success: 200 with `{"Result": ...}` for ADD and an
-empty body otherwise; failure: 400 with a CNI error object."""
+empty body otherwise; failure: 400 with a CNI error object. POST /cni answers
+503 (code 11) to every verb but DEL while not ready, so our shim can send its
+call at once instead of probing /readyz first, and wait only when told to."""
 
 from __future__ import annotations
 
@@ -66,7 +68,10 @@ def build_app(dispatcher: Dispatcher, readiness: Readiness) -> web.Application:
         return wrapped
 
     async def cni_verb(
-        request: web.Request, call: Callable[[CniRequest], Awaitable[dict[str, Any] | None]]
+        request: web.Request,
+        call: Callable[[CniRequest], Awaitable[dict[str, Any] | None]],
+        *,
+        gated: bool = False,
     ) -> web.Response:
         if request.method != "POST":
             return web.Response(status=405, text="Method not allowed\n")
@@ -76,7 +81,11 @@ def build_app(dispatcher: Dispatcher, readiness: Readiness) -> web.Application:
             except web.HTTPRequestEntityTooLarge as exc:
                 # aiohttp would answer 413 in plain text: the runtime must get a CNI error object.
                 raise cni.CniError(cni.INVALID_CONFIG, "request body too large", exc.text or "") from exc
-            result = await call(decode_request_body(body))
+            cni_request = decode_request_body(body)
+            if gated and not readiness.serving and cni_request.command != "DEL":
+                # DEL needs no readiness (as with upstream's /healthz): everything else waits.
+                return _json_response(503, error_body(cni.CniError(cni.TRY_AGAIN_LATER, "multus daemon not ready")))
+            result = await call(cni_request)
         except cni.CniError as err:
             return _json_response(400, error_body(err))
         except Exception as exc:
@@ -85,7 +94,7 @@ def build_app(dispatcher: Dispatcher, readiness: Readiness) -> web.Application:
         return _json_response(200, success_body(result))
 
     async def cni_handler(request: web.Request) -> web.StreamResponse:
-        return await cni_verb(request, dispatcher.cni)
+        return await cni_verb(request, dispatcher.cni, gated=True)
 
     async def delegate_handler(request: web.Request) -> web.StreamResponse:
         return await cni_verb(request, dispatcher.delegate)

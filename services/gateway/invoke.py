@@ -3,7 +3,9 @@
 prevResult), conflist chaining for ADD, reverse order for DEL, CHECK with the
 stored result, STATUS/GC per CNI 1.1, and skipping plugins that do not support
 a verb. The stdin builders are pure; `NetworkInvoker` does the calls through a
-`PluginRunner` (the executor)."""
+`PluginRunner` (the executor), several networks' plugins in one round trip
+where no plugin's stdin depends on another's result (ADD of single-plugin
+networks, every DEL)."""
 
 from __future__ import annotations
 
@@ -28,10 +30,42 @@ class Target:
     cni_args: str
 
 
+@dataclass(frozen=True)
+class PluginCall:
+    """One plugin to run, its stdin built."""
+
+    plugin: str
+    command: str
+    target: Target
+    stdin: bytes
+
+
+Outcome = bytes | cni.CniError  # a plugin's stdout, or its failure
+
+
 class PluginRunner(Protocol):
     async def run(self, plugin: str, command: str, target: Target, stdin: bytes) -> bytes:
         """Run one plugin; returns its stdout; raises CniError with the plugin's code on failure."""
         ...
+
+    async def run_all(self, calls: Sequence[PluginCall], *, stop_at_failure: bool) -> list[Outcome]:
+        """Run `calls` one after another in one round trip: an outcome per call that ran
+        (with `stop_at_failure`, none after the first failure). Raises CniError when the
+        calls could not be run at all (no executor)."""
+        ...
+
+
+async def run_one_by_one(runner: PluginRunner, calls: Sequence[PluginCall], *, stop_at_failure: bool) -> list[Outcome]:
+    """run_all's semantics over run(), for runners without a batch transport."""
+    outcomes: list[Outcome] = []
+    for call in calls:
+        try:
+            outcomes.append(await runner.run(call.plugin, call.command, call.target, call.stdin))
+        except cni.CniError as err:
+            outcomes.append(err)
+            if stop_at_failure:
+                break
+    return outcomes
 
 
 def plugin_confs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -109,6 +143,46 @@ class NetworkInvoker:
                 prev = result
         return prev
 
+    def single_add(
+        self, config: Mapping[str, Any], target: Target, capability_args: Mapping[str, Any]
+    ) -> PluginCall | None:
+        """The ADD of a network with one plugin (nothing chained); None for a chain."""
+        confs = plugin_confs(config)
+        if len(confs) != 1:
+            return None
+        return PluginCall(str(confs[0]["type"]), "ADD", target, _encode(plugin_stdin(confs[0], capability_args)))
+
+    async def add_each(self, calls: Sequence[PluginCall]) -> list[dict[str, Any] | cni.CniError | None]:
+        """ADD single-plugin networks (single_add) in order in one round trip, stopping
+        at the first failure: per network that ran, its result or its failure (an
+        invalid result counts as a failure, but the networks after it did run)."""
+        outcomes = await self._runner.run_all(calls, stop_at_failure=True)
+        results: list[dict[str, Any] | cni.CniError | None] = []
+        for call, outcome in zip(calls, outcomes, strict=False):
+            if isinstance(outcome, cni.CniError):
+                results.append(outcome)
+                continue
+            try:
+                results.append(_parse_result(outcome, call.plugin))
+            except cni.CniError as err:
+                results.append(err)
+        return results
+
+    def delete_calls(
+        self,
+        config: Mapping[str, Any],
+        target: Target,
+        capability_args: Mapping[str, Any],
+        prev_result: Mapping[str, Any] | None,
+    ) -> list[PluginCall]:
+        """DEL of every plugin of a network, in reverse, each with the stored result."""
+        version = str(config.get("cniVersion") or "")
+        prev = prev_result if version_at_least(version, "0.4.0") else None
+        return [
+            PluginCall(str(conf["type"]), "DEL", target, _encode(plugin_stdin(conf, capability_args, prev)))
+            for conf in reversed(plugin_confs(config))
+        ]
+
     async def delete(
         self,
         config: Mapping[str, Any],
@@ -117,17 +191,22 @@ class NetworkInvoker:
         prev_result: Mapping[str, Any] | None,
     ) -> None:
         """DEL every plugin in reverse; keeps going on error and raises the first one."""
-        version = str(config.get("cniVersion") or "")
-        prev = prev_result if version_at_least(version, "0.4.0") else None
-        first: cni.CniError | None = None
-        for conf in reversed(plugin_confs(config)):
-            stdin = plugin_stdin(conf, capability_args, prev)
-            try:
-                await self._runner.run(str(conf["type"]), "DEL", target, _encode(stdin))
-            except cni.CniError as err:
-                first = first or err
-        if first is not None:
-            raise first
+        (failure,) = await self.delete_each([self.delete_calls(config, target, capability_args, prev_result)])
+        if failure is not None:
+            raise failure
+
+    async def delete_each(self, networks: Sequence[Sequence[PluginCall]]) -> list[cni.CniError | None]:
+        """DEL several networks (delete_calls each) in order in one round trip, going on
+        past failures: per network, its first failure or None."""
+        flat = [call for calls in networks for call in calls]
+        outcomes = await self._runner.run_all(flat, stop_at_failure=False)
+        failures: list[cni.CniError | None] = []
+        position = 0
+        for calls in networks:
+            mine = outcomes[position : position + len(calls)]
+            position += len(calls)
+            failures.append(next((o for o in mine if isinstance(o, cni.CniError)), None))
+        return failures
 
     async def check(
         self,

@@ -4,23 +4,9 @@ adapters satisfy them, and the in-process tests fake them)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-
-
-@dataclass(frozen=True)
-class PodView:
-    """What the CNI logic reads of a pod (the cache's trimmed copy)."""
-
-    namespace: str
-    name: str
-    uid: str = ""
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    deleting: bool = False  # metadata.deletionTimestamp is set
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +17,32 @@ class NadView:
     name: str
     config: str = ""  # spec.config, "" when the NAD has none
     annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the CNI logic reads of a pod (the cache's trimmed copy)."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    # The NADs its annotations name, as the cache held them when it answered for the
+    # pod, by (namespace, name): the resolver asks the cache only for the others.
+    networks: Mapping[tuple[str, str], NadView] = field(default_factory=dict)
+    deleting: bool = False  # metadata.deletionTimestamp is set
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PodEventView:
+    """An event about a pod, as upstream emits them (AddedInterface, NoNetworkFound)."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
 
 
 class Cluster(Protocol):
@@ -49,9 +61,18 @@ class Cluster(Protocol):
     ) -> NadView: ...
 
     async def update_network_status(
-        self, namespace: str, name: str, uid: str, network_status_json: str, *, wait_ms: int = 0, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        network_status_json: str,
+        *,
+        wait_ms: int = 0,
+        timeout: float,
+        events: Sequence[PodEventView] = (),
     ) -> bool:
-        """True when written, False when queued in the cache for background retry."""
+        """True when written, False when queued in the cache for background retry.
+        `events` are emitted by the cache in the background once the write was tried."""
         ...
 
     async def emit_pod_event(

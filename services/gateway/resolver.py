@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common import cni
-from services.gateway.delegate import Delegate, load_delegate, with_cni_version
-from services.gateway.device_info import PodDevices
-from services.gateway.netconf import MultusNetConf
-from services.gateway.ports import Cluster, DeviceInfoSource, PodView
-from services.gateway.selection import (
+from services.common.selection import (
     DEFAULT_NETWORK_ANNOTATION,
     NETWORKS_ANNOTATION,
     RESOURCE_NAME_ANNOTATION,
@@ -27,6 +23,10 @@ from services.gateway.selection import (
     check_namespace_isolation,
     parse_networks_annotation,
 )
+from services.gateway.delegate import Delegate, load_delegate, with_cni_version
+from services.gateway.device_info import PodDevices
+from services.gateway.netconf import MultusNetConf
+from services.gateway.ports import Cluster, DeviceInfoSource, PodView
 
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 
@@ -120,9 +120,11 @@ class NetworkResolver:
         *,
         master: bool = False,
     ) -> Delegate:
-        nad = await self._cluster.get_network_attachment_definition(
-            element.namespace, element.name, timeout=self._timeout
-        )
+        nad = pod.networks.get((element.namespace, element.name)) if pod is not None else None
+        if nad is None:  # not prefetched with the pod: ask (waits briefly, then reads live)
+            nad = await self._cluster.get_network_attachment_definition(
+                element.namespace, element.name, timeout=self._timeout
+            )
         config: bytes | Mapping[str, Any]
         if nad.config.strip():
             config = config_from_spec(nad.config, element.name)

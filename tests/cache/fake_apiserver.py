@@ -32,12 +32,13 @@ class FakeState:
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> pod
     resource_version: int = 100
     gone_on_next_watch: bool = False
-    slow_seconds: float = 0.0  # delay of single-object GETs and PUTs
+    slow_seconds: float = 0.0  # delay of single-object GETs, PUTs and PATCHes
     watch_hold_seconds: float = 2.0  # how long an idle watch stays open (0: closes at once)
     lists: int = 0
     watches: int = 0
     csr_watches: int = 0
     puts: list[dict[str, Any]] = field(default_factory=list)
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (content type, body)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -102,6 +103,24 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.puts.append(body)
         self._json(200, body)
+
+    def do_PATCH(self) -> None:
+        """A merge patch of a pod's metadata (what the cache sends for network-status)."""
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        time.sleep(self.state.slow_seconds)
+        parts = urlparse(self.path).path.strip("/").split("/")
+        with self.state.lock:
+            self.state.patches.append((self.headers.get("Content-Type", ""), body))
+            pod = self.state.pods.get(parts[5]) if len(parts) >= 6 else None
+            if pod is None:
+                return self._json(404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found"})
+            annotations = pod["metadata"].setdefault("annotations", {})
+            for key, value in (body.get("metadata", {}).get("annotations") or {}).items():
+                if value is None:
+                    annotations.pop(key, None)
+                else:
+                    annotations[key] = value
+        self._json(200, pod)
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))

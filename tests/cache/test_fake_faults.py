@@ -77,7 +77,7 @@ def test_slow_status_write_returns_at_the_bound_and_is_delivered_later(instance:
         state.pods["web"] = fake_pod("web", NODE, "uid-web", "101")
         kube_instance(instance, fake_kubeconfig(tmp_path / "fake.kubeconfig", url))
         with running_cache(instance, NODE) as proc, cache_stub(instance) as stub:
-            state.slow_seconds = 1.5  # GET + PUT: about 3 s per attempt
+            state.slow_seconds = 1.5  # one PATCH: 1.5 s per attempt
             started = time.monotonic()
             resp = stub.UpdateNetworkStatus(
                 cache_pb2.UpdateNetworkStatusRequest(
@@ -87,10 +87,12 @@ def test_slow_status_write_returns_at_the_bound_and_is_delivered_later(instance:
             )
             assert not resp.delivered
             assert 0.9 < time.monotonic() - started < 2.5
-            eventually(lambda: state.puts, timeout=10, what="the write delivered in the background")
-            annotations = state.puts[0]["metadata"]["annotations"]
-            assert annotations["k8s.v1.cni.cncf.io/network-status"] == "[]"
-            assert state.puts[0]["metadata"]["resourceVersion"] == "101"  # optimistic concurrency
+            eventually(lambda: state.patches, timeout=10, what="the write delivered in the background")
+            content_type, patch = state.patches[0]
+            assert content_type == "application/merge-patch+json"
+            # the annotation, and the UID the API server refuses to change for another incarnation
+            assert patch == {"metadata": {"annotations": {"k8s.v1.cni.cncf.io/network-status": "[]"}, "uid": "uid-web"}}
+            assert state.pods["web"]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"] == "[]"
             eventually(lambda: "network-status delivered late" in proc.log(), what="late delivery logged")
 
 

@@ -3,6 +3,7 @@ service process on a real Unix socket, reading a watched directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from services.cache.objects import NETWORK_STATUS_ANNOTATION, file_pod_uid
 from services.common import cni
 from services.common.errors import NetworkNotFound, PodNotFound
 from services.gateway.cache_client import CacheClient
+from services.gateway.ports import PodEventView
 from tests.support.services import Instance, running_services
 
 PODS_YAML = """
@@ -194,3 +196,51 @@ async def test_gateway_client_maps_not_found_to_cni_codes(instance: Instance, tm
             await client.emit_pod_event("default", "web", "", "Warning", "NoNetworkFound", "no net", timeout=5)
         finally:
             await client.close()
+
+
+async def test_pod_comes_with_the_cached_nads_its_annotation_names(instance: Instance) -> None:
+    """One call for the pod and its NADs; a NAD the cache lacks is not made up: the
+    gateway asks for it alone, which still ends in code 7."""
+    pods = PODS_YAML.replace(
+        "k8s.v1.cni.cncf.io/networks: macvlan-net", "k8s.v1.cni.cncf.io/networks: macvlan-net,ghost"
+    )
+    (instance.cluster_dir / "pods.yaml").write_text(pods)
+    (instance.cluster_dir / "nads.json").write_text(json.dumps(NADS_LIST))
+    with running_services(instance, "cache"):
+        client = CacheClient(instance.grpc_socket("cache"))
+        try:
+            pod = await client.get_pod("default", "web", wait_ms=100, timeout=5)
+            assert list(pod.networks) == [("default", "macvlan-net")]
+            assert json.loads(pod.networks[("default", "macvlan-net")].config)["type"] == "macvlan"
+            with pytest.raises(NetworkNotFound) as err:
+                await client.get_network_attachment_definition("default", "ghost", wait_ms=100, timeout=5)
+            assert err.value.code == cni.INVALID_CONFIG
+            assert (await client.get_pod("store", "db", wait_ms=100, timeout=5)).networks == {}
+        finally:
+            await client.close()
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+async def test_events_sent_with_a_status_write_are_emitted_after_it(instance: Instance) -> None:
+    (instance.cluster_dir / "pods.yaml").write_text(PODS_YAML)
+    events_file = instance.run_dir / "cache" / "events.jsonl"
+    with running_services(instance, "cache"):
+        client = CacheClient(instance.grpc_socket("cache"))
+        try:
+            added = [
+                PodEventView("Normal", "AddedInterface", "Add eth0 [10.0.0.2/24] from cluster"),
+                PodEventView("Normal", "AddedInterface", "Add net1 [10.1.1.2/24] from default/macvlan-net"),
+            ]
+            assert await client.update_network_status("default", "web", "", "[]", timeout=5, events=added)
+            deadline = time.monotonic() + 5  # emitted in the background
+            while time.monotonic() < deadline and len(lines(events_file)) < 2:
+                await asyncio.sleep(0.05)
+        finally:
+            await client.close()
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [(e["name"], e["type"], e["reason"], e["message"]) for e in events] == [
+        ("web", e.type, e.reason, e.message) for e in added
+    ]

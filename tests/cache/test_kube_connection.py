@@ -20,15 +20,8 @@ def test_api_connections_use_tcp_keepalive(kube_api: Path) -> None:
     api = build_api_client(ApiCredentials("kubeconfig", str(kube_api)))
     try:
         assert get_json(api, "/api/v1/namespaces/default", (5.0, 10.0)) is not None
-        manager = api.rest_client.pool_manager
-        # RecentlyUsedContainer refuses iteration; keys() is its thread-safe listing.
-        pools = [manager.pools[key] for key in list(manager.pools.keys())]
-        socks = [
-            conn.sock
-            for pool in pools
-            for conn in list(pool.pool.queue if pool.pool else ())
-            if conn is not None and conn.sock
-        ]
+        idle = api.pool.pool
+        socks = [conn.sock for conn in list(idle.queue if idle else ()) if conn is not None and conn.sock]
         assert socks, "the request's connection is back in the pool"
         sock = socks[0]
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
@@ -38,4 +31,4 @@ def test_api_connections_use_tcp_keepalive(kube_api: Path) -> None:
         # urllib3's own default (no Nagle) is kept alongside.
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
-        api.close()  # type: ignore[no-untyped-call]
+        api.close()

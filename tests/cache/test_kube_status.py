@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 
 from services.api import cache_pb2
 from services.cache import metrics
+from services.cache.errors import PodGone
 from services.cache.kube_source import KubeSource
 from services.cache.objects import NETWORK_STATUS_ANNOTATION
 from services.cache.source import StatusWrite
@@ -44,9 +45,9 @@ def annotation(cluster: Cluster, pod: str) -> str | None:
     return (cluster.read_pod(pod)["metadata"].get("annotations") or {}).get(NETWORK_STATUS_ANNOTATION)
 
 
-def update(stub: Any, ns: str, name: str, uid: str, status: str = STATUS, wait_ms: int = 0) -> Any:
+def update(stub: Any, ns: str, name: str, uid: str, status: str = STATUS, wait_ms: int = 0, events: Any = ()) -> Any:
     req = cache_pb2.UpdateNetworkStatusRequest(
-        namespace=ns, name=name, uid=uid, network_status_json=status, wait_ms=wait_ms
+        namespace=ns, name=name, uid=uid, network_status_json=status, wait_ms=wait_ms, events=list(events)
     )
     return stub.UpdateNetworkStatus(req, timeout=15)
 
@@ -58,7 +59,8 @@ def test_status_write_back_and_pod_events(
     uid = cluster.create_pod("web", node)["metadata"]["uid"]
     kube_instance(instance, shipped_identity.node_kubeconfig(node))
     with running_cache(instance, node), cache_stub(instance) as stub:
-        resp = update(stub, ns, "web", uid)
+        added = cache_pb2.PodEvent(type="Normal", reason="AddedInterface", message="Add eth0 [10.0.0.5/24] from c")
+        resp = update(stub, ns, "web", uid, events=[added])  # emitted once the write was tried
         assert resp.delivered, resp.message
         assert annotation(cluster, "web") == STATUS
         eventually(lambda: get_pod(stub, ns, "web").annotations.get(NETWORK_STATUS_ANNOTATION) == STATUS)
@@ -82,19 +84,62 @@ def test_status_write_back_and_pod_events(
             ),
             timeout=10,
         )
-    events = cluster.core.list_namespaced_event(ns, _preload_content=False)
-    items = json.loads(events.data)["items"]
-    assert [(e["reason"], e["message"], e["source"]["component"]) for e in items] == [
-        ("AddedInterface", "Add net1 [10.1.1.2/24] from x", "multus")
+
+    def events() -> list[Any]:
+        return list(json.loads(cluster.core.list_namespaced_event(ns, _preload_content=False).data)["items"])
+
+    items: list[Any] = eventually(lambda: events() if len(events()) == 2 else None, what="both events")
+    assert sorted((e["reason"], e["message"], e["source"]["component"]) for e in items) == [
+        ("AddedInterface", "Add eth0 [10.0.0.5/24] from c", "multus"),
+        ("AddedInterface", "Add net1 [10.1.1.2/24] from x", "multus"),
     ]
-    assert items[0]["involvedObject"]["uid"] == uid and items[0]["involvedObject"]["kind"] == "Pod"
+    assert all(e["involvedObject"]["uid"] == uid and e["involvedObject"]["kind"] == "Pod" for e in items)
 
 
-async def test_status_write_retries_a_real_409_conflict(
+async def test_status_write_is_one_patch_that_keeps_other_writers_changes(
     shipped_identity: ShippedIdentity, cluster: Cluster, node: str
 ) -> None:
     ns = cluster.namespace
-    uid = cluster.create_pod("contended", node)["metadata"]["uid"]
+    uid = cluster.create_pod("shared", node, {"other.example/keep": "mine"})["metadata"]["uid"]
+    source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
+    mark = shipped_identity.recorder.snapshot()
+    await source.write_network_status(StatusWrite(ns, "shared", uid, STATUS))
+    pod_path = f"/api/v1/namespaces/{ns}/pods/shared"
+    calls = [(r.method, r.path) for r in shipped_identity.recorder.since(mark) if r.path.startswith(pod_path)]
+    assert calls == [("PATCH", f"{pod_path}/status")]
+    pod = cluster.read_pod("shared")
+    assert pod["metadata"]["annotations"] == {"other.example/keep": "mine", NETWORK_STATUS_ANNOTATION: STATUS}
+    # The same write again changes nothing (and needs no read either).
+    await source.write_network_status(StatusWrite(ns, "shared", uid, STATUS))
+    assert cluster.read_pod("shared")["metadata"]["resourceVersion"] == pod["metadata"]["resourceVersion"]
+    await source.stop()
+
+
+async def test_status_write_for_a_recreated_pod_is_refused(
+    shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
+    ns = cluster.namespace
+    old_uid = cluster.create_pod("reborn", node)["metadata"]["uid"]
+    cluster.delete_pod("reborn")  # grace period 0: gone at once
+    new_uid = cluster.create_pod("reborn", node)["metadata"]["uid"]
+    assert new_uid != old_uid
+    source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
+    with pytest.raises(PodGone, match="recreated"):
+        await source.write_network_status(StatusWrite(ns, "reborn", old_uid, STATUS))
+    assert annotation(cluster, "reborn") is None
+    with pytest.raises(PodGone, match="not found"):
+        await source.write_network_status(StatusWrite(ns, "never-was", "", STATUS))
+    await source.stop()
+
+
+async def test_mirror_pod_status_write_retries_a_real_409_conflict(
+    shipped_identity: ShippedIdentity, cluster: Cluster, node: str
+) -> None:
+    """kubelet names a static pod by its own UID: the patch's UID check refuses it, the
+    pod is read (a mirror: written anyway) and replaced, re-read on each real 409."""
+    ns = cluster.namespace
+    mirror = {"kubernetes.io/config.mirror": "abc", "kubernetes.io/config.source": "file"}
+    cluster.create_pod("static-web", node, mirror)
     source = KubeSource(config_from_dict({"kubeconfig": str(shipped_identity.node_kubeconfig(node))}), node)
     real_get = source._get_raw
     writers = iter(range(2))  # another writer changes the pod between our read and our write, twice
@@ -103,15 +148,15 @@ async def test_status_write_retries_a_real_409_conflict(
         pod = real_get(*args)
         if next(writers, None) is not None:
             cluster.core.patch_namespaced_pod(
-                "contended", ns, {"metadata": {"labels": {f"raced-{time.monotonic_ns()}": "x"}}}
+                "static-web", ns, {"metadata": {"labels": {f"raced-{time.monotonic_ns()}": "x"}}}
             )
         return pod
 
     source._get_raw = get_then_race  # type: ignore[method-assign,assignment]
     conflicts = metrics.STATUS_CONFLICTS._value.get()
-    await source.write_network_status(StatusWrite(ns, "contended", uid, STATUS))
+    await source.write_network_status(StatusWrite(ns, "static-web", "kubelet-side-uid", STATUS))
     assert metrics.STATUS_CONFLICTS._value.get() - conflicts == 2
-    pod = cluster.read_pod("contended")
+    pod = cluster.read_pod("static-web")
     assert pod["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION] == STATUS
     assert len([k for k in pod["metadata"]["labels"] if k.startswith("raced-")]) == 2  # nothing overwritten
     await source.stop()
@@ -120,12 +165,11 @@ async def test_status_write_retries_a_real_409_conflict(
 @pytest.fixture
 def limited_identity(admin_api: k8s.ApiClient, cluster: Cluster, tmp_path: Path, kube_api: Path) -> Iterator[Any]:
     """A ServiceAccount bound to a ClusterRole that can read pods and NADs and create
-    events, but lacks `update pods/status`; yields (kubeconfig, grant) where grant() adds it."""
+    events, but lacks `patch pods/status`; yields (kubeconfig, grant) where grant() adds it."""
     rbac: Any = k8s.RbacAuthorizationV1Api(admin_api)
     name = f"{cluster.namespace}-limited"
     rules = [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]},
         {
             "apiGroups": ["k8s.cni.cncf.io"],
             "resources": ["network-attachment-definitions"],
@@ -151,7 +195,7 @@ def limited_identity(admin_api: k8s.ApiClient, cluster: Cluster, tmp_path: Path,
         )
 
         def grant() -> None:
-            fixed = [*rules, {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update", "patch"]}]
+            fixed = [*rules, {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update", "patch"]}]
             rbac.patch_cluster_role(name, {"rules": fixed})
 
         yield kubeconfig, grant

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.cache.cache import named_networks
 from services.cache.file_source import parse_cluster_file
 from services.cache.objects import (
     NETWORK_STATUS_ANNOTATION,
@@ -18,6 +19,7 @@ from services.cache.objects import (
     ObjectError,
     file_pod_uid,
     nad_from_dict,
+    network_status_patch,
     pod_from_dict,
     set_network_status,
     uid_mismatch,
@@ -216,3 +218,55 @@ def test_store_replace_is_a_full_resync() -> None:
     store.replace([CachedPod("ns", "kept", "u")], "77")
     assert store.keys() == [("ns", "kept")]
     assert store.synced and store.resource_version == "77"
+
+
+NETWORKS = "k8s.v1.cni.cncf.io/networks"
+DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
+
+
+@pytest.mark.parametrize(
+    ("case", "annotations", "keys"),
+    [
+        ("none", {}, []),
+        ("text, own namespace and another", {NETWORKS: "a, other/b@net5"}, [("prod", "a"), ("other", "b")]),
+        (
+            "json list",
+            {NETWORKS: '[{"name": "a", "interface": "x1"}, {"name": "c", "namespace": "o"}]'},
+            [("prod", "a"), ("o", "c")],
+        ),
+        ("named twice", {NETWORKS: "a, a@net9"}, [("prod", "a")]),
+        ("default network in the multus namespace", {DEFAULT_NETWORK: "calico"}, [("kube-system", "calico")]),
+        ("default network first", {NETWORKS: "a", DEFAULT_NETWORK: "x/calico"}, [("x", "calico"), ("prod", "a")]),
+        ("malformed: none, the gateway reports it", {NETWORKS: "[{broken"}, []),
+        (
+            "one malformed annotation spoils only itself",
+            {NETWORKS: "a/b/c", DEFAULT_NETWORK: "d"},
+            [("kube-system", "d")],
+        ),
+    ],
+)
+def test_named_networks(case: str, annotations: dict[str, str], keys: list[tuple[str, str]]) -> None:
+    pod = CachedPod("prod", "web", "u1", annotations=annotations)
+    assert named_networks(pod, "kube-system") == keys, case
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "uid", "patch"),
+    [
+        (
+            "set, pinned to the pod",
+            "[]",
+            "u1",
+            {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: "[]"}, "uid": "u1"}},
+        ),
+        (
+            "remove (null deletes a key)",
+            "",
+            "u1",
+            {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: None}, "uid": "u1"}},
+        ),
+        ("no UID to pin", "[]", "", {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: "[]"}}}),
+    ],
+)
+def test_network_status_patch(case: str, status: str, uid: str, patch: dict[str, Any]) -> None:
+    assert network_status_patch(status, uid) == patch, case

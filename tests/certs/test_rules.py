@@ -259,6 +259,7 @@ def test_required_permissions_follow_the_configuration() -> None:
         "get pods (core)",
         "list pods (core)",
         "watch pods (core)",
+        "patch pods/status (core)",
         "update pods/status (core)",
         "create events (core)",
         "patch events (core)",

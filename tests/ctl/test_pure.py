@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from services.common.config import config_from_dict
+from services.common.selection import parse_networks_annotation
 from services.ctl import errors, logs, status
 from services.ctl.errors import CtlError
 from services.ctl.output import dump, duration, relative, table
@@ -25,7 +26,6 @@ from services.gateway.explain import (
     selection_json,
 )
 from services.gateway.netconf import parse_netconf
-from services.gateway.selection import parse_networks_annotation
 
 
 def test_table_pads_columns_and_upper_cases_headers() -> None:

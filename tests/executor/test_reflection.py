@@ -22,7 +22,14 @@ def test_v1alpha_reflection_lists_and_describes_the_executor(executor: Executor)
         pool = descriptor_pool.DescriptorPool(database)
         service = pool.FindServiceByName(EXECUTOR)
         methods = {m.name: m for m in service.methods}
-        assert set(methods) == {"ExecPlugin", "ListInterfaces", "DeleteInterface", "SetDefaultRoutes", "GetStats"}
+        assert set(methods) == {
+            "ExecPlugin",
+            "ExecPlugins",
+            "ListInterfaces",
+            "DeleteInterface",
+            "SetDefaultRoutes",
+            "GetStats",
+        }
         assert methods["ExecPlugin"].input_type.fields_by_name["plugin"].type == 9  # string
         assert "error" in methods["ExecPlugin"].output_type.fields_by_name
 

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from services.common import cni
 from services.common.config import ConfigError, config_from_dict
 from services.common.logs import setup_logging
+from services.common.selection import parse_networks_annotation
 from services.common.validation import container_id_problem
 from services.gateway.delegate import load_delegate
 from services.gateway.request import CniRequest, decode_request_body, validate_call
-from services.gateway.selection import parse_networks_annotation
 from shim import multus_shim
 from tests.gateway.fakes import make_node, plugin_conf
 from tests.shim.fake_daemon import Answer, FakeDaemon

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from services.common import cni
 from services.common.config import config_from_dict
 from services.common.errors import DelegateFailed, NetworkNotFound, PodNotFound
+from services.common.selection import NETWORKS_ANNOTATION, parse_networks_annotation
+from services.gateway import invoke
 from services.gateway.cni_service import CniService
 from services.gateway.device_info import DeviceInfoFiles
 from services.gateway.dispatch import Dispatcher
 from services.gateway.invoke import NetworkInvoker, Target
-from services.gateway.ports import NadView, PodView
+from services.gateway.ports import NadView, PodEventView, PodView
 from services.gateway.records import RecordStore
 from services.gateway.request import CniRequest
 from services.gateway.resolver import NetworkResolver
@@ -55,6 +57,17 @@ class FakeRunner:
     hang: set[tuple[str, str]] = field(default_factory=set)
     entered: asyncio.Queue[PluginCall] = field(default_factory=asyncio.Queue)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    batches: list[list[tuple[str, str]]] = field(default_factory=list)  # (command, ifname) of each run_all
+
+    async def run_all(self, calls: Sequence[invoke.PluginCall], *, stop_at_failure: bool) -> list[invoke.Outcome]:
+        """As the executor's ExecPlugins: one round trip (recorded), lost as a whole."""
+        self.batches.append([(c.command, c.target.ifname) for c in calls])
+        if self.crash_with is not None:
+            self.calls.extend(
+                PluginCall(c.plugin, c.command, c.target.ifname, c.target.container_id, {}) for c in calls[:1]
+            )
+            raise self.crash_with
+        return await invoke.run_one_by_one(self, calls, stop_at_failure=stop_at_failure)
 
     async def run(self, plugin: str, command: str, target: Target, stdin: bytes) -> bytes:
         conf = json.loads(stdin)
@@ -94,6 +107,9 @@ class FakeCluster:
     statuses: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (pod, reason, message)
     status_error: cni.CniError | None = None
+    # As the cache service does: answer for a pod with the NADs its annotation names that exist.
+    prefetch: bool = False
+    nad_lookups: list[tuple[str, str]] = field(default_factory=list)
 
     def add_pod(self, name: str, networks: str = "", namespace: str = "default", **annotations: str) -> PodView:
         if networks:
@@ -109,21 +125,36 @@ class FakeCluster:
     async def get_pod(self, namespace: str, name: str, uid: str = "", *, wait_ms: int = 0, timeout: float) -> PodView:
         if (namespace, name) not in self.pods:
             raise PodNotFound(f"pod {namespace}/{name} not found")
-        return self.pods[(namespace, name)]
+        pod = self.pods[(namespace, name)]
+        if not self.prefetch:
+            return pod
+        elements = parse_networks_annotation(pod.annotations.get(NETWORKS_ANNOTATION, ""), namespace)
+        keys = [(e.namespace, e.name) for e in elements]
+        return replace(pod, networks={key: self.nads[key] for key in keys if key in self.nads})
 
     async def get_network_attachment_definition(
         self, namespace: str, name: str, *, wait_ms: int = 0, timeout: float
     ) -> NadView:
+        self.nad_lookups.append((namespace, name))
         if (namespace, name) not in self.nads:
             raise NetworkNotFound(f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})")
         return self.nads[(namespace, name)]
 
     async def update_network_status(
-        self, namespace: str, name: str, uid: str, network_status_json: str, *, wait_ms: int = 0, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        network_status_json: str,
+        *,
+        wait_ms: int = 0,
+        timeout: float,
+        events: Sequence[PodEventView] = (),
     ) -> bool:
         if self.status_error is not None:
             raise self.status_error
         self.statuses.append((f"{namespace}/{name}", json.loads(network_status_json)))
+        self.events.extend((f"{namespace}/{name}", e.reason, e.message) for e in events)
         return True
 
     async def emit_pod_event(

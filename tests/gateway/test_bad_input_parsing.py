@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from services.common import cni
+from services.common.selection import parse_networks_annotation
 from services.common.validation import ifname_problem
 from services.gateway.delegate import load_delegate
 from services.gateway.netconf import load_netconf
 from services.gateway.records import validate_container_id
 from services.gateway.resolver import config_from_spec
-from services.gateway.selection import parse_networks_annotation
 
 DEEP = "[" * 200_000 + "]" * 200_000
 

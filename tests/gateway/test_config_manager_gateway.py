@@ -4,6 +4,7 @@ not, and stopping it leaves 00-multus.conf in place."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.gateway.conftest import http_call
 from tests.support.services import REPO, Instance, make_instance, start_service, wait_serving
 
 PRIMARY = {"cniVersion": "1.0.0", "name": "cluster", "plugins": [{"type": "bridge", "bridge": "cni0"}]}
@@ -36,6 +38,24 @@ def _readyz(inst: Instance) -> int:
         return int(s.recv(64).split()[1])
 
 
+def _cni(inst: Instance, command: str) -> tuple[int, bytes]:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "c0ffee",
+        "CNI_NETNS": "/var/run/netns/none",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+    }
+    config = base64.b64encode(json.dumps({"cniVersion": "1.0.0", "name": "multus", "type": "multus-shim"}).encode())
+    return http_call(
+        str(inst.socket_dir / "multus.sock"),
+        "POST",
+        "/cni",
+        json.dumps({"env": env, "config": config.decode()}).encode(),
+    )
+
+
 def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -55,6 +75,11 @@ def test_gateway_readiness_follows_the_config_manager(tmp_path: Path) -> None:
         assert _probe(inst, "--unix") == 1
         _wait(lambda: (inst.socket_dir / "multus.sock").exists())
         assert _readyz(inst) == 503
+        # A call sent without probing first (our shim's fast path) is refused while not
+        # ready, except DEL, which needs no readiness (nothing recorded here: a no-op).
+        status, body = _cni(inst, "ADD")
+        assert status == 503 and json.loads(body)["code"] == 11
+        assert _cni(inst, "DEL") == (200, b"")
 
         (netd / "10-cluster.conflist").write_text(json.dumps(PRIMARY))
         wait_serving(inst.grpc_socket("gateway"), timeout=15)

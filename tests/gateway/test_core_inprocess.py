@@ -55,6 +55,19 @@ async def test_add_attaches_in_order_and_reports(node: Node) -> None:
     assert [r.state for r in node.records.load("c1")] == ["added"] * 3
 
 
+async def test_nads_that_came_with_the_pod_are_not_asked_for_again(node: Node) -> None:
+    node.cluster.prefetch = True
+    node.cluster.add_pod("web", "net-a, net-b@data0")
+    await node.cni("ADD")
+    assert node.runner.seen("ADD") == [("ADD", "eth0"), ("ADD", "net1"), ("ADD", "data0")]
+    assert node.cluster.nad_lookups == []
+    # One the cache does not hold is asked for alone, and an unknown one is still code 7.
+    node.cluster.add_pod("db", "net-a, ghost")
+    err = await failing(node.cni("ADD", "c2", "db"))
+    assert err.code == cni.INVALID_CONFIG and "(ghost) in namespace (default)" in err.msg
+    assert node.cluster.nad_lookups == [("default", "ghost")]
+
+
 async def test_add_failure_rolls_back_from_the_failing_delegate_to_the_first(node: Node) -> None:
     node.cluster.add_pod("web", "net-a, net-fail, net-b")
     err = await failing(node.cni("ADD"))
@@ -69,6 +82,64 @@ async def test_add_failure_rolls_back_from_the_failing_delegate_to_the_first(nod
     ]
     assert node.records.load("c1") == []
     assert node.cluster.statuses == []
+
+
+async def test_add_and_del_each_run_every_delegate_in_one_executor_round_trip(node: Node) -> None:
+    node.cluster.add_pod("web", "net-a, net-b@data0")
+    await node.cni("ADD")
+    await node.cni("DEL")
+    assert node.runner.batches == [
+        [("ADD", "eth0"), ("ADD", "net1"), ("ADD", "data0")],
+        [("DEL", "data0"), ("DEL", "net1"), ("DEL", "eth0")],
+    ]
+    assert node.records.load("c1") == []
+
+
+async def test_a_failed_batch_stops_and_rolls_back_in_one_round_trip(node: Node) -> None:
+    node.cluster.add_pod("web", "net-a, net-fail, net-b")
+    await failing(node.cni("ADD"))
+    assert node.runner.batches == [
+        [("ADD", "eth0"), ("ADD", "net1"), ("ADD", "net2"), ("ADD", "net3")],  # net3 never ran
+        [("DEL", "net2"), ("DEL", "net1"), ("DEL", "eth0")],
+    ]
+
+
+async def test_an_unreadable_result_rolls_back_what_ran_after_it_too(node: Node) -> None:
+    """In one round trip the delegates after it already ran: they are undone with the rest."""
+    node.cluster.add_nad("net-garbage", plugin_conf("net-garbage"))
+    node.cluster.add_pod("web", "net-garbage, net-a")
+    real_run = node.runner.run
+
+    async def garbled(plugin: str, command: str, target: Any, stdin: bytes) -> bytes:
+        out = await real_run(plugin, command, target, stdin)
+        return b"not json" if command == "ADD" and target.ifname == "net1" else out
+
+    node.runner.run = garbled  # type: ignore[method-assign]
+    err = await failing(node.cni("ADD"))
+    assert err.code == cni.DECODE_FAILURE and "net-garbage" in err.msg
+    assert node.runner.seen("DEL") == [("DEL", "net2"), ("DEL", "net1"), ("DEL", "eth0")]
+    assert node.records.load("c1") == []
+
+
+async def test_executor_lost_during_the_batch_undoes_every_delegate(node: Node) -> None:
+    node.cluster.add_pod("web", "net-a")
+    node.runner.crash_with = PeerUnavailable("executor lost during 2 delegate calls", "UNAVAILABLE")
+    err = await failing(node.cni("ADD"))
+    assert err.code == cni.TRY_AGAIN_LATER
+    # the rollback was tried for both (the executor is still gone), and the records dropped
+    assert node.runner.batches[-1] == [("DEL", "net1"), ("DEL", "eth0")]
+    assert node.records.load("c1") == []
+
+
+async def test_a_chained_network_runs_plugin_by_plugin(tmp_path: Path) -> None:
+    """A conflist's second plugin needs the first one's result (prevResult): no batch."""
+    conflist = {"cniVersion": "1.0.0", "name": "cluster", "plugins": [{"type": "first"}, {"type": "second"}]}
+    node = make_node(tmp_path, conflist)
+    node.cluster.add_pod("web")
+    await node.cni("ADD")
+    assert node.runner.batches == []
+    second = next(c for c in node.runner.calls if c.plugin == "second")
+    assert second.stdin["prevResult"]["ips"]  # the first plugin's result
 
 
 async def test_add_rollback_goes_on_past_a_failing_del(node: Node) -> None:

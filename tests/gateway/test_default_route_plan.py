@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from services.common import cni
+from services.common.selection import NetworkSelectionElement
 from services.gateway.default_route import default_route_family, reports_interface, rewrite_default_routes
 from services.gateway.delegate import load_delegate
 from services.gateway.plan import plan_attachments
-from services.gateway.selection import NetworkSelectionElement
 
 # --- planning ----------------------------------------------------------------------
 

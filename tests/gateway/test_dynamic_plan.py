@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.selection import NetworkSelectionElement, parse_networks_annotation
 from services.gateway.dynamic_plan import (
     annotation_attachments,
     diff_networks,
@@ -13,7 +14,6 @@ from services.gateway.dynamic_plan import (
 )
 from services.gateway.netconf import MultusNetConf
 from services.gateway.records import AttachmentRecord
-from services.gateway.selection import parse_networks_annotation
 
 
 def rec(index: int, network: str, ifname: str, **kw: object) -> AttachmentRecord:
@@ -23,7 +23,7 @@ def rec(index: int, network: str, ifname: str, **kw: object) -> AttachmentRecord
 CLUSTER = rec(0, "cluster", "eth0", master=True)
 
 
-def elements(text: str) -> list:  # type: ignore[type-arg]
+def elements(text: str) -> list[NetworkSelectionElement]:
     return parse_networks_annotation(text, "ns")
 
 

@@ -101,7 +101,8 @@ def test_readiness_indicator_file(tmp_path: Path) -> None:
                     time.sleep(0.05)
             cid = new_container_id()
             status, body = http_call(_sock(inst), "POST", "/cni", _body("ADD", cid, ns.path))
-            assert status == 400 and json.loads(body)["code"] == 11, body
+            # not ready (no readiness indicator file yet): refused with 503, code 11 (our shim then waits)
+            assert status == 503 and json.loads(body)["code"] == 11, body
             assert http_call(_sock(inst), "GET", "/readyz")[0] == 503
             assert http_call(_sock(inst), "GET", "/healthz")[0] == 200
             indicator.write_text("")

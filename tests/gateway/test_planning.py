@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.common import cni
+from services.common.selection import NetworkSelectionElement, check_namespace_isolation, parse_networks_annotation
 from services.gateway.delegate import load_delegate, with_cni_version
 from services.gateway.device_info import devices_from_checkpoint
 from services.gateway.invoke import plugin_confs, plugin_stdin
@@ -18,7 +19,6 @@ from services.gateway.network_status import network_statuses
 from services.gateway.plan import plan_attachments
 from services.gateway.request import PodRef, decode_request_body, encode_request_body, validate_call
 from services.gateway.result import to_current, to_version
-from services.gateway.selection import NetworkSelectionElement, check_namespace_isolation, parse_networks_annotation
 
 B64 = base64.b64encode(b'{"cniVersion":"1.0.0"}').decode()
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/x"}

@@ -2,9 +2,11 @@
 
 `FakeDaemon(socket_dir, flavour="upstream")` speaks what upstream's
 multus-daemon speaks (Go net/http): no /readyz (404), GET/POST /healthz, plain
-text `http.Error` bodies on 400. `flavour="ours"` adds /readyz and answers
-failures with CNI error objects, as our gateway does. Tests script the /cni
-answers through `cni_answers` and read what arrived in `requests`.
+text `http.Error` bodies on 400. `flavour="ours"` adds /readyz, answers
+failures with CNI error objects and, as our gateway does, refuses every /cni
+call but DEL with 503 while /readyz would not say 200. Tests script the /cni
+answers through `cni_answers` and read what arrived in `requests` (and the
+status each got in `answered`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class FakeDaemon:
     # /readyz statuses for "ours", in order; the last one repeats.
     ready_statuses: list[int] = field(default_factory=lambda: [200])
     requests: list[Seen] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)  # the status of each request, in order
     on_request: Callable[[Seen], None] | None = None
 
     def __post_init__(self) -> None:
@@ -59,10 +62,16 @@ class FakeDaemon:
         with self._lock:
             return queue.pop(0) if len(queue) > 1 else queue[0]
 
+    def _ready(self) -> bool:
+        with self._lock:
+            return bool(self.ready_statuses[0] == 200)
+
     def answer(self, seen: Seen) -> Answer:
         if seen.path == "/cni":
             if seen.method != "POST":
                 return self._error(405, "Method not allowed")
+            if self.flavour == "ours" and not self._ready() and seen.json()["env"].get("CNI_COMMAND") != "DEL":
+                return Answer(503, json.dumps({"code": 11, "msg": "multus daemon not ready"}).encode())
             answer: Answer = self._next(self.cni_answers)
             return answer
         if self.flavour == "post-only-probes" and seen.path in ("/healthz", "/readyz"):
@@ -96,6 +105,7 @@ class FakeDaemon:
                 if daemon.on_request is not None:
                     daemon.on_request(seen)
                 answer = daemon.answer(seen)
+                daemon.answered.append(answer.status)
                 if answer.hang_up:
                     self.close_connection = True
                     return

@@ -39,8 +39,7 @@ def test_add_request_shape_and_readiness_sequence(shim_bin: Path, socket_dir: Pa
     with FakeDaemon(socket_dir, flavour, cni_answers=[Answer(200, UPSTREAM_ADD_BODY)]) as daemon:
         result = call_shim(shim_bin, env, conf)
     assert result.returncode == 0, result
-    expected_probe = [("GET", "/readyz")] if flavour == "ours" else [("GET", "/readyz"), ("GET", "/healthz")]
-    assert daemon.paths() == [*expected_probe, ("POST", "/cni")]
+    assert daemon.paths() == [("POST", "/cni")]  # sent at once: no probe while the daemon answers
     post = daemon.requests[-1]
     assert post.headers["content-type"] == "application/json"
     body = post.json()
@@ -83,8 +82,7 @@ def test_verbs_without_result_print_nothing(shim_bin: Path, socket_dir: Path, co
         result = call_shim(shim_bin, cni_env(command), network_conf(socket_dir, "1.1.0"))
     assert (result.returncode, result.stdout) == (0, b"")
     assert daemon.requests[-1].json()["env"]["CNI_COMMAND"] == command
-    if command == "DEL":  # DEL only needs a live server, as upstream's shim (no /readyz wait)
-        assert daemon.paths() == [("GET", "/healthz"), ("POST", "/cni")]
+    assert daemon.paths() == [("POST", "/cni")]
 
 
 def test_upstream_plain_text_failure(shim_bin: Path, socket_dir: Path) -> None:
@@ -122,14 +120,24 @@ def test_waits_while_our_gateway_is_not_ready(shim_bin: Path, socket_dir: Path) 
     ) as daemon:
         result = call_shim(shim_bin, cni_env("ADD", MULTUS_SHIM_READY_TIMEOUT="10"), network_conf(socket_dir))
     assert result.returncode == 0
-    assert daemon.paths().count(("GET", "/readyz")) == 4
+    # Refused (503), then /readyz until ready, then sent again.
+    assert daemon.paths() == [("POST", "/cni"), *[("GET", "/readyz")] * 4, ("POST", "/cni")]
+    assert daemon.answered == [503, 503, 503, 500, 200, 200]
 
 
-def test_never_ready_is_11_and_nothing_sent(shim_bin: Path, socket_dir: Path) -> None:
+def test_never_ready_is_11_and_nothing_done(shim_bin: Path, socket_dir: Path) -> None:
     with FakeDaemon(socket_dir, "ours", ready_statuses=[503]) as daemon:
         result = call_shim(shim_bin, cni_env("ADD", MULTUS_SHIM_READY_TIMEOUT="0.4"), network_conf(socket_dir))
     assert result.json()["code"] == 11
-    assert ("POST", "/cni") not in daemon.paths()
+    # The one call sent was refused; waiting went through /readyz only.
+    assert daemon.paths().count(("POST", "/cni")) == 1 and daemon.answered[0] == 503
+
+
+def test_del_is_not_held_back_by_readiness(shim_bin: Path, socket_dir: Path) -> None:
+    with FakeDaemon(socket_dir, "ours", ready_statuses=[503], cni_answers=[Answer(200)]) as daemon:
+        result = call_shim(shim_bin, cni_env("DEL"), network_conf(socket_dir))
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert daemon.paths() == [("POST", "/cni")] and daemon.answered == [200]
 
 
 def test_add_lost_mid_request_is_not_resent(shim_bin: Path, socket_dir: Path) -> None:
@@ -167,7 +175,16 @@ def test_slow_answer_hits_the_response_timeout(shim_bin: Path, socket_dir: Path)
 
 
 def test_probe_retried_as_post_null_when_get_is_not_allowed(shim_bin: Path, socket_dir: Path) -> None:
-    with FakeDaemon(socket_dir, "post-only-probes", cni_answers=[Answer(200, UPSTREAM_ADD_BODY)]) as daemon:
+    answers = [Answer(503, b"starting", "text/plain"), Answer(200, UPSTREAM_ADD_BODY)]
+    with FakeDaemon(socket_dir, "post-only-probes", cni_answers=answers) as daemon:
         result = call_shim(shim_bin, cni_env("ADD", MULTUS_SHIM_READY_TIMEOUT="2"), network_conf(socket_dir))
     assert result.returncode == 0, result
-    assert daemon.paths() == [("GET", "/readyz"), ("POST", "/readyz"), ("POST", "/cni")]
+    assert daemon.paths() == [("POST", "/cni"), ("GET", "/readyz"), ("POST", "/readyz"), ("POST", "/cni")]
+
+
+def test_upstream_daemon_refusing_the_first_call_is_probed_through_healthz(shim_bin: Path, socket_dir: Path) -> None:
+    answers = [Answer(503, b"starting", "text/plain"), Answer(200, UPSTREAM_ADD_BODY)]
+    with FakeDaemon(socket_dir, "upstream", cni_answers=answers) as daemon:
+        result = call_shim(shim_bin, cni_env("ADD", MULTUS_SHIM_READY_TIMEOUT="2"), network_conf(socket_dir))
+    assert result.returncode == 0, result
+    assert daemon.paths() == [("POST", "/cni"), ("GET", "/readyz"), ("GET", "/healthz"), ("POST", "/cni")]
