@@ -76,6 +76,7 @@ def prepare(root: Path) -> Path:
         "runDir": str(root / "run"),
         "cniDir": str(root / "cnidir"),
         "confDir": str(root / "multus-net.d"),
+        "deviceInfoDir": str(root / "devinfo"),  # not the host's /run/k8s.cni.cncf.io
         "binDir": "/usr/lib/cni",
         "clusterDir": str(root / "cluster"),
         "logLevel": "info",
