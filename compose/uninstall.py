@@ -12,7 +12,7 @@ only if empty (what an operator put there stays, and is reported).
 
 The plan is pure (`uninstall_plan`): paths as the host names them, derived from
 the daemon config; `apply` carries it out under the host root, resolving links
-as the host would (services/common/rootfs.py).
+as the host would (shim/rootfs.py).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from compose.prepare_node import revoke_writers
 from services.common.config import DEFAULT_CONFIG_PATH, SERVICES, ConfigError, DaemonConfig, load_config
 from services.common.peercred import private_socket_path
-from services.common.rootfs import resolve_in_root
 from services.gateway import config_manager
 from shim.install import INSTALLED_NAME
+from shim.rootfs import resolve_in_root
 
 # Files the certs service writes into certDir (services/certs/node_cert.py) and
 # next to the delegate kubeconfig (services/certs/delegate_token.py).

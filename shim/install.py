@@ -32,8 +32,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from services.common import rootfs
-from shim import multus_shim
+from shim import multus_shim, rootfs
 
 DEFAULT_CNI_BIN_DIR = "/opt/cni/bin"
 DEFAULT_INTERPRETER = "/usr/bin/python3"

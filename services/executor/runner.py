@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger, redact
-from services.common.rootfs import resolve_in_root
 from services.executor import metrics
 from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
 from services.executor.process import OutputTooLarge, run_plugin_process
@@ -27,6 +26,7 @@ from services.executor.validation import (
     validate_extra_env,
     validate_netns,
 )
+from shim.rootfs import resolve_in_root
 
 log = get_logger(__name__)
 

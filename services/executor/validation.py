@@ -14,9 +14,9 @@ import stat
 from collections.abc import Iterable, Mapping
 
 from services.common.cni import CNI_COMMANDS
-from services.common.rootfs import resolve_in_root
 from services.common.validation import container_id_problem, ifname_problem, netns_path_problem, plugin_name_problem
 from services.executor.rejection import Reason, Rejected
+from shim.rootfs import resolve_in_root
 
 # Commands that act on a container's network namespace and need it to exist.
 NETNS_REQUIRED = frozenset({"ADD", "CHECK"})

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.rootfs import resolve_in_root
 from services.executor.rejection import Reason, Rejected
 from services.executor.validation import find_plugin
+from shim.rootfs import resolve_in_root
 
 BIN = "/opt/cni/bin"
 

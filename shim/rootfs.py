@@ -1,5 +1,6 @@
-"""Paths as a process chrooted into a root sees them. Standard library only:
-the shim installer uses it too.
+"""Paths as a process chrooted into a root sees them. Standard library only, so
+it lives in shim/ (the shim installer uses it) and the executor and the
+uninstall import it from here.
 
 With `chrootDir` the executor runs `chroot <root> <binDir>/<plugin>`, so the
 kernel resolves that path, and every symlink on it, inside the host root: an
