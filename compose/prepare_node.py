@@ -15,7 +15,7 @@ services start, with the host paths mounted where the services see them:
 | `deviceInfoDir/cni` | gateway | 0755 | per-attachment device-info files the delegates read |
 | `cniConfigDir` | unchanged | + ACL `u:<gateway>:rwx` | `00-multus.conf` (no ACL support: group write) |
 | `cniConfigDir/multus.d` (recursively) | certs | 0755 | the delegates' token kubeconfig |
-| `perNodeCertificate.certDir` (recursively) | certs:group | 0750 | node credentials (the cache reads them) |
+| `perNodeCertificate.certDir` (recursively; if enabled) | certs:group | 0750 | node credentials (cache reads) |
 | `logDir` | root:group | 1770 | each service writes `<logDir>/<service>.log` (existing ones are given to it) |
 
 The plan is pure (`prepare_plan`, table-tested); `apply` carries it out.

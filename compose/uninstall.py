@@ -96,7 +96,8 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
     records = config.records_dir
     device_files = os.path.join(config.device_info_dir, "cni")
     shim = os.path.join(shim_bin_dir, INSTALLED_NAME)
-    private_sockets = os.path.dirname(private_socket_path(os.path.join(config.run_dir, "grpc", "executor.sock")))
+    grpc_dir = os.path.dirname(config.grpc_socket("executor"))
+    private_sockets = os.path.dirname(private_socket_path(config.grpc_socket("executor")))
     steps = [
         # secrets first: an interrupted uninstall must not leave them behind
         Step("files", delegate_dir, "the delegates' ServiceAccount token and its kubeconfig", DELEGATE_FILES),
@@ -110,7 +111,7 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         Step("quiesce", shim, "shim calls still running"),
         Step("files", os.path.join(socket_dir, "del-spool"), "spooled DELs (meaningless without the add-on)", ("*",)),
         Step("files", socket_dir, "the gateway's socket", ("multus.sock",)),
-        Step("files", os.path.join(config.run_dir, "grpc"), "the services' gRPC sockets", ("*.sock",)),
+        Step("files", grpc_dir, "the services' gRPC sockets", ("*.sock",)),
         Step("files", private_sockets, "the sockets behind the executor's peer-credential front", ("*.sock",)),
         Step("files", config.status_queue_dir, "network-status writes queued by the cache", ("*.json", ".*")),
         Step("dirs", records, "attachment records", ("*.json", ".*.json")),
@@ -126,7 +127,7 @@ def uninstall_plan(config: DaemonConfig, shim_bin_dir: str) -> list[Step]:
         (os.path.join(socket_dir, "del-spool"), "spool"),
         (socket_dir, "socketDir"),
         (private_sockets, "private gRPC socket dir"),
-        (os.path.join(config.run_dir, "grpc"), "gRPC socket dir"),
+        (grpc_dir, "gRPC socket dir"),
         (config.status_queue_dir, "the cache's status queue"),
         (os.path.dirname(config.status_queue_dir), "the cache's state dir"),
         (config.run_dir, "runDir"),
