@@ -15,6 +15,15 @@ SECRETS = [
     ("kubeconfig key data", "client-key-data: LS0tLS1CRUdJTg==", "LS0tLS1CRUdJTg=="),
     ("pem block", "x -----BEGIN EC PRIVATE KEY-----\nMHcCAQ\n-----END EC PRIVATE KEY----- y", "MHcCAQ"),
     ("jwt", "token eyJhbGciOiJSUzI1.eyJpc3MiOiJrdWJlcm5l.c2lnbmF0dXJlX2hlcmU", "eyJpc3MiOiJrdWJlcm5l"),
+    # One of each pattern with no other hint word in the string (redact skips strings
+    # without one, so a hint missing from that list would let these through).
+    ("bare jwt", "got eyJhbGciOiJSUzI1.eyJpc3MiOiJrdWJlcm5l.c2lnbmF0dXJlX2hlcmU", "eyJpc3MiOiJrdWJlcm5l"),
+    ("bearer alone, upper case", "BEARER abc123", "abc123"),
+    ("basic authorization", "AUTHORIZATION=Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+    ("password field", "Password: hunter2", "hunter2"),
+    ("private key field", "private_key=abcdef", "abcdef"),
+    ("certificate data", "client-certificate-data: QUJDRA==", "QUJDRA=="),
+    ("pem certificate", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", "MIIB"),
 ]
 
 
