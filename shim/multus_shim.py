@@ -731,11 +731,21 @@ def main() -> int:
     except OSError:
         stdin = b""
     status, output = run(host_environ(), stdin)
-    if output:
+    if output and sys.stdout is not None:  # None when the runtime started us with stdout closed
         sys.stdout.buffer.write(output + b"\n")
         sys.stdout.flush()
     return status
 
 
+def exit_now(status: int) -> None:
+    """Leave without the interpreter's finalization (module teardown, collections):
+    about 2 ms of an 11 ms call. Everything written is flushed; nothing else is
+    pending (no atexit handlers, no threads, no open files of ours)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    posix._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,17 @@ def test_isolated_mode_ignores_pythonpath_and_the_script_dir(shim_bin: Path, tmp
 def test_version_flag(shim_bin: Path) -> None:
     proc = subprocess.run([str(shim_bin), "-version"], capture_output=True, text=True, timeout=10)
     assert proc.returncode == 0 and proc.stdout.startswith("multus-shim: ")
+
+
+def test_the_shim_leaves_without_finalization_and_loses_no_output(shim_bin: Path) -> None:
+    """It ends with posix._exit (no interpreter teardown): what it wrote is still
+    all there, large or small, and a closed stdout is no crash."""
+    env = {"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"}
+    piped = subprocess.run([str(shim_bin)], input=b'{"cniVersion": "1.0.0"}', env=env, capture_output=True, timeout=10)
+    assert piped.returncode == 0 and json.loads(piped.stdout)["cniVersion"] == "1.0.0", piped
+    closed = subprocess.run(
+        ["/bin/sh", "-c", f"{shim_bin} >&-"], input=b'{"cniVersion": "1.0.0"}', env=env, capture_output=True, timeout=10
+    )
+    assert closed.returncode == 0 and closed.stderr == b"", closed
+    missing_env = subprocess.run([str(shim_bin)], input=b"{}", env={"PATH": "/usr/bin:/bin"}, capture_output=True)
+    assert missing_env.returncode == 1 and json.loads(missing_env.stdout)["code"] == 4, missing_env
