@@ -21,6 +21,7 @@ from services.certs.ledger import API_KUBECONFIG
 from tests.certs.support import (
     admin_client,
     cluster_role_bound,
+    cryptography_mapped,
     csrs_deleted,
     namespace_with_service_account,
     node_bootstrap_kubeconfig,
@@ -92,6 +93,7 @@ def test_preflight_names_a_removed_rule(instance: Instance, kube_api: Path) -> N
                 # The static kubeconfig's client certificate expiry is monitored.
                 api_cred = credential(st, API_KUBECONFIG)
                 assert api_cred.state == "VALID" and api_cred.not_after_unix > 0
+                assert cryptography_mapped(svc.proc.pid) == []  # its dates were read by the PKI worker
 
                 # Apply the fix: the next preflight clears it and health follows.
                 k8s.RbacAuthorizationV1Api(api).patch_cluster_role(role, {"rules": full_rules})
