@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -258,3 +259,14 @@ async def test_rotation_retries_a_new_key_after_a_worker_failure(tmp_path: Path)
         )
         assert retried.last_error.startswith("KubeError") and not retried.present
         assert worker.runs == 2  # the key made by the second run is kept for the next attempts
+
+
+def test_the_resident_service_modules_do_not_import_cryptography() -> None:
+    """Everything the certs service imports for any mode, in a fresh interpreter."""
+    probe = (
+        "import sys, services.certs.__main__, services.certs.server, services.certs.workers, "
+        "services.certs.static_credential, services.certs.node_cert, services.certs.kube; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography' or m == 'services.certs.pki'))"
+    )
+    out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
