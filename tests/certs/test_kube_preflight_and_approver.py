@@ -79,7 +79,16 @@ def test_preflight_names_a_removed_rule(instance: Instance, kube_api: Path) -> N
             svc = start_service(instance, "certs", env={"KUBECONFIG": str(limited)})
             try:
                 st = wait_for(lambda: _status_or_none(instance), 30, what="certs up")
-                st = wait_for(lambda: (s := status(instance)).missing_permissions and s, 30, what="preflight")
+                # The preflight has run and the kubeconfig's certificate has been read (by the PKI worker).
+                st = wait_for(
+                    lambda: (
+                        (s := status(instance)).missing_permissions
+                        and credential(s, API_KUBECONFIG).state == "VALID"
+                        and s
+                    ),
+                    30,
+                    what="preflight and API credential",
+                )
                 (missing,) = st.missing_permissions
                 assert (missing.verb, missing.group, missing.resource, missing.subresource) == ("list", "", "pods", "")
                 assert missing.fix == '- apiGroups: [""]\n  resources: ["pods"]\n  verbs: ["list"]\n'
