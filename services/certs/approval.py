@@ -13,20 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.certs import pki
+from services.certs.csr_spec import SIGNER as SIGNER
+from services.certs.csr_spec import USAGES as USAGES
+from services.certs.csr_spec import CsrView as CsrView
 
-SIGNER = "kubernetes.io/kube-apiserver-client"
-USAGES = frozenset({"digital signature", "client auth"})
 NODE_USER_PREFIX = "system:node:"
-
-
-@dataclass(frozen=True)
-class CsrView:
-    name: str
-    signer_name: str
-    username: str
-    usages: tuple[str, ...]
-    request: bytes  # the PEM request
-    decided: bool = False  # already Approved or Denied
 
 
 @dataclass(frozen=True)

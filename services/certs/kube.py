@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.certs.approval import SIGNER, USAGES, CsrView
+from services.certs.csr_spec import SIGNER, USAGES, CsrView
 from services.certs.kubeconfig import ApiEndpoint
 from services.certs.rbac import Permission
 from services.common import kube_api

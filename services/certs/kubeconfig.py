@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-from services.certs import pki
 from services.common.kubeconfig import IN_CLUSTER_TOKEN as IN_CLUSTER_TOKEN
 from services.common.kubeconfig import ApiEndpoint as ApiEndpoint
 from services.common.kubeconfig import KubeconfigError as KubeconfigError
@@ -21,17 +20,16 @@ from services.common.kubeconfig import endpoint as endpoint
 from services.common.kubeconfig import load as load
 
 
-def user_expiry(doc: dict[str, Any], base_dir: str) -> tuple[float, float]:
-    """(issued, not_after) of the current user's credential when it can be
-    known: a client certificate, or a JWT bearer token with `exp`. (0, 0) if not."""
+def user_client_certificate(doc: dict[str, Any], base_dir: str) -> bytes:
+    """The current user's client certificate (PEM), b"" when it authenticates otherwise.
+    Its expiry is read by the PKI worker (services.certs.pki_client), not here."""
+    return file_or_data(current_user(doc), "client-certificate", "client-certificate-data", base_dir) or b""
+
+
+def user_token_lifetime(doc: dict[str, Any], base_dir: str) -> tuple[float, float]:
+    """(issued, not_after) of the current user's JWT bearer token (inline or tokenFile)
+    when it has `exp`; (0, 0) if not."""
     user = current_user(doc)
-    cert = file_or_data(user, "client-certificate", "client-certificate-data", base_dir)
-    if cert:
-        try:
-            facts = pki.certificate_facts(cert)
-        except ValueError:
-            return (0.0, 0.0)
-        return (facts.not_before, facts.not_after)
     token = user.get("token")
     if not token and user.get("tokenFile"):
         token_bytes = file_or_data(user, "tokenFile", "", base_dir)

@@ -1,7 +1,9 @@
 """The per-node client certificate: request it with a CSR (bootstrap
 credentials first, the current certificate for renewals), store it as
 multus-client-<timestamp>.pem with multus-client-current.pem pointing at it,
-write multus-client.kubeconfig, and renew it at a jittered 70-90% of its life."""
+write multus-client.kubeconfig, and renew it at a jittered 70-90% of its life.
+Keys are held as PEM bytes only: the cryptography work (key and CSR, checks of
+a certificate) is done by the PKI worker process (services.certs.pki_client)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from services.certs import files, kube, kubeconfig, metrics, pki, schedule
+from services.certs import files, kube, kubeconfig, metrics, schedule
 from services.certs.clock import Clock
+from services.certs.csr_spec import node_common_name
 from services.certs.ledger import NODE_CERTIFICATE, Credential, CredentialLedger
+from services.certs.pki_client import PkiWorker
 from services.common.credentials import NODE_CLIENT_KUBECONFIG
 from services.common.files import read_or_none, write_atomic
 from services.common.logs import get_logger
@@ -39,6 +41,30 @@ class StoredCertificate:
     not_after: float
 
 
+@dataclass(frozen=True)
+class PendingCsr:
+    """A filed CSR not settled yet, with the key (PEM) it was made with."""
+
+    name: str
+    key_pem: bytes
+    request_pem: bytes
+
+
+def split_key_and_certificate(pem: bytes) -> tuple[bytes, bytes]:
+    """Split a combined key+certificate PEM file (multus-client-*.pem) into (key, certificate chain)."""
+    key_lines: list[bytes] = []
+    cert_lines: list[bytes] = []
+    target: list[bytes] | None = None
+    for line in pem.splitlines(keepends=True):
+        if line.startswith(b"-----BEGIN"):
+            target = cert_lines if b"CERTIFICATE" in line else key_lines
+        if target is not None:
+            target.append(line)
+        if line.startswith(b"-----END"):
+            target = None
+    return b"".join(key_lines), b"".join(cert_lines)
+
+
 def timestamp_name(issued: float) -> str:
     return f"{PREFIX}{time.strftime(TIMESTAMP_FORMAT, time.gmtime(issued))}.pem"
 
@@ -54,32 +80,31 @@ def issued_from_name(name: str) -> float | None:
 class CertificateStore:
     """The files in certDir (the layout of upstream's certificate file store)."""
 
-    def __init__(self, cert_dir: str, *, group_readable: bool = False) -> None:
+    def __init__(self, cert_dir: str, *, group_readable: bool = False, pki: PkiWorker | None = None) -> None:
         # With the privilege split the cache (another uid, same group) reads the node's
         # credentials through the kubeconfig here: 0640 then, else owner-only.
         self.cert_dir = cert_dir
+        self.pki = pki or PkiWorker()
         self.file_mode = 0o640 if group_readable else 0o600
         self.current_path = os.path.join(cert_dir, CURRENT)
         self.kubeconfig_path = os.path.join(cert_dir, NODE_CLIENT_KUBECONFIG)
 
-    def load_current(self) -> StoredCertificate | None:
+    async def load_current(self) -> StoredCertificate | None:
+        """The stored certificate if it parses and its key matches; None if not.
+        Raises PkiWorkerError when the worker could not tell (the caller retries)."""
         data = read_or_none(self.current_path)
         if not data:
             return None
-        key_pem, cert_pem = pki.split_key_and_certificate(data)
-        key = pki.load_private_key(key_pem)
-        try:
-            facts = pki.certificate_facts(cert_pem)
-        except ValueError:
-            return None
-        if key is None or not pki.key_matches(key, cert_pem):
+        key_pem, cert_pem = split_key_and_certificate(data)
+        check = await self.pki.inspect(cert_pem, key_pem)  # cached: an unchanged file starts no process
+        if check is None or not check.key_matches:
             return None
         target = os.path.realpath(self.current_path)
         observed = issued_from_name(os.path.basename(target))
         if observed is None:
             observed = os.stat(target).st_mtime
-        issued = schedule.issue_time(observed, facts.not_before, facts.not_after)
-        return StoredCertificate(target, key_pem, cert_pem, issued, facts.not_after)
+        issued = schedule.issue_time(observed, check.not_before, check.not_after)
+        return StoredCertificate(target, key_pem, cert_pem, issued, check.not_after)
 
     def save(self, key_pem: bytes, cert_pem: bytes, issued: float) -> str:
         """Write the timestamped file, then swing multus-client-current.pem to it in one rename."""
@@ -126,7 +151,8 @@ class NodeCertificateRotator:
         self._published: tuple[str, float] | None = None
         # Set when the API rejected the current certificate: renew with bootstrap credentials.
         self._current_rejected = False
-        self._pending: tuple[str, ec.EllipticCurvePrivateKey] | None = None
+        self._pending: PendingCsr | None = None
+        self.pki = store.pki  # one worker client, so the checks of an issued certificate are cached for the store
 
     def _credential(self, current: StoredCertificate | None) -> Credential:
         if current is None:
@@ -153,25 +179,33 @@ class NodeCertificateRotator:
             self._published = key
 
     async def run(self) -> None:
-        attempt = 0
+        # Missing until the stored certificate has been read (by the PKI worker, which takes a
+        # moment): health must not say SERVING for a credential nobody has looked at yet.
+        if self._published is None:
+            self._publish(None)
+        attempt = 0  # consecutive failures, of reading the stored certificate or of renewing it
+        renewing = False  # a renewal failed: retry it (with backoff) instead of waiting for its deadline
         while True:
-            current = self.store.load_current()
             now = self.clock.now()
-            usable = current if current is not None and now < current.not_after else None
-            if usable is not None:
-                if not os.path.exists(self.store.kubeconfig_path):
-                    self.store.write_kubeconfig(self._endpoint())
-                self._publish(usable)
-                deadline = self.renewal_deadline(usable)
-                if now < deadline and attempt == 0:
-                    log.info("node certificate valid", not_after=int(usable.not_after), renew_at=int(deadline))
-                    await self.clock.sleep_until(deadline)
-                    continue
-            elif self._published is None:
-                self._publish(None)
+            usable: StoredCertificate | None = None
             try:
+                # Reading the stored certificate needs the PKI worker too: its failure is retried like a renewal's.
+                current = await self.store.load_current()
+                now = self.clock.now()
+                usable = current if current is not None and now < current.not_after else None
+                if usable is not None:
+                    if not os.path.exists(self.store.kubeconfig_path):
+                        self.store.write_kubeconfig(self._endpoint())
+                    self._publish(usable)
+                    deadline = self.renewal_deadline(usable)
+                    if now < deadline and not renewing:
+                        attempt = 0
+                        log.info("node certificate valid", not_after=int(usable.not_after), renew_at=int(deadline))
+                        await self.clock.sleep_until(deadline)
+                        continue
+                renewing = True
                 await self.renew(usable)
-                attempt = 0
+                attempt, renewing = 0, False
             except Exception as exc:  # every failure is retried with backoff; the reason is recorded
                 delay = schedule.retry_delay(attempt, self.rng.random(), now, usable.not_after if usable else 0.0)
                 attempt += 1
@@ -193,44 +227,55 @@ class NodeCertificateRotator:
             raise kube.KubeError(0, "perNodeCertificate.bootstrapKubeconfig is not set")
         using = "current" if use_current else "bootstrap"
         log.info("requesting node certificate", node=self.settings.node, with_credentials=using)
+        # An interrupted attempt's key (and request) is reused; else the worker makes new ones.
+        if self._pending is not None:
+            key_pem, request_pem = self._pending.key_pem, self._pending.request_pem
+        else:
+            key_pem, request_pem = await self.pki.new_request(self.settings.node)
         try:
-            key, cert_pem = await asyncio.to_thread(self._request, creds)
+            cert_pem = await asyncio.to_thread(self._request, creds, key_pem, request_pem)
         except kube.KubeError as exc:
             if use_current and exc.unauthorized:
                 # The API no longer accepts our certificate (CA rotated, identity removed): bootstrap again.
                 self._current_rejected = True
             raise
         issued = self.clock.now()
-        facts = pki.certificate_facts(cert_pem)
-        self.store.save(pki.private_key_pem(key), cert_pem, issued)
+        # Checked as the store will read it back, so that read is answered from the worker's cache.
+        key_part, cert_part = split_key_and_certificate(cert_pem + key_pem)
+        check = await self.pki.inspect(cert_part, key_part)
+        if check is None:
+            raise ValueError("issued certificate cannot be parsed")
+        if not check.key_matches:
+            raise ValueError("issued certificate does not match the requested key")
+        if check.subject_cn != node_common_name(self.settings.node):
+            raise ValueError("issued certificate names another subject")
+        self.store.save(key_pem, cert_pem, issued)
         self.store.write_kubeconfig(self._endpoint())
         self._current_rejected = False
-        stored = self.store.load_current()
+        stored = await self.store.load_current()
         if stored is None:
             raise RuntimeError("the certificate just written cannot be read back")
-        stored = StoredCertificate(stored.path, stored.key_pem, stored.cert_pem, issued, facts.not_after)
+        stored = StoredCertificate(stored.path, stored.key_pem, stored.cert_pem, issued, check.not_after)
         self._publish(stored)
         metrics.CREDENTIAL_ROTATIONS.labels(credential=NODE_CERTIFICATE, result="success").inc()
         log.info(
             "node certificate issued",
             path=stored.path,
-            not_after=int(facts.not_after),
-            lifetime=int(facts.not_after - issued),
+            not_after=int(check.not_after),
+            lifetime=int(check.not_after - issued),
         )
 
-    def _request(self, creds: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    def _request(self, creds: str, key_pem: bytes, request_pem: bytes) -> bytes:
+        """File (or resume) the CSR and wait for the certificate (blocking: runs in a thread)."""
         api = kube.new_client(creds)
         try:
-            cert_pem, key = self._resume_pending(api)
+            cert_pem = self._resume_pending(api)
             if not cert_pem:
-                key = pki.new_private_key()
-                name = kube.create_csr(
-                    api, self.settings.node, pki.node_csr_pem(key, self.settings.node), self.settings.duration_seconds
-                )
+                name = kube.create_csr(api, self.settings.node, request_pem, self.settings.duration_seconds)
                 log.info("CertificateSigningRequest created", csr=name)
                 # Kept until it is settled: a wait cut short (API down, timeout) resumes on this
                 # CSR instead of filing another one for the approver.
-                self._pending = (name, key)
+                self._pending = PendingCsr(name, key_pem, request_pem)
                 cert_pem = kube.wait_for_certificate(api, name, self.settings.approval_timeout)
             self._pending = None
         except kube.CsrDenied:
@@ -238,22 +283,18 @@ class NodeCertificateRotator:
             raise
         finally:
             kube.close(api)
-        if not pki.key_matches(key, cert_pem):
-            raise ValueError("issued certificate does not match the requested key")
-        if pki.certificate_facts(cert_pem).subject_cn != pki.node_common_name(self.settings.node):
-            raise ValueError("issued certificate names another subject")
-        return key, cert_pem
+        return cert_pem
 
-    def _resume_pending(self, api: kube.ApiClient) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
-        """Wait again on the CSR of an interrupted attempt; (b"", key) when there is none to resume."""
+    def _resume_pending(self, api: kube.ApiClient) -> bytes:
+        """Wait again on the CSR of an interrupted attempt; b"" when there is none to resume."""
         if self._pending is None:
-            return b"", pki.new_private_key()
-        name, key = self._pending
+            return b""
+        name = self._pending.name
         try:
             log.info("resuming CertificateSigningRequest", csr=name)
-            return kube.wait_for_certificate(api, name, self.settings.approval_timeout), key
+            return kube.wait_for_certificate(api, name, self.settings.approval_timeout)
         except kube.KubeError as exc:
             if exc.status != 404:
                 raise
-            self._pending = None  # deleted meanwhile (by a human or the CSR cleaner): file a new one
-            return b"", key
+            # Deleted meanwhile (by a human or the CSR cleaner): file a new one, with the same key.
+            return b""

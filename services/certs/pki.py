@@ -1,4 +1,8 @@
-"""Keys, certificate requests and certificates (cryptography; no I/O)."""
+"""Keys, certificate requests and certificates (cryptography; no I/O).
+
+Imported by the approver and by the PKI worker (services.certs.pki_worker),
+never by the resident certs service: that process asks the short-lived worker
+(services.certs.pki_client) instead of keeping the cryptography package loaded."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-CN_PREFIX = "system:multus:"
-ORGANIZATION = "system:multus"
+from services.certs.csr_spec import CN_PREFIX as CN_PREFIX
+from services.certs.csr_spec import ORGANIZATION as ORGANIZATION
+from services.certs.csr_spec import node_common_name as node_common_name
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,6 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def node_common_name(node: str) -> str:
-    return CN_PREFIX + node
 
 
 def node_csr_pem(key: ec.EllipticCurvePrivateKey, node: str) -> bytes:
@@ -69,27 +70,24 @@ def key_matches(key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> bool:
     return certificate_facts(cert_pem).public_key_der == _public_der(key.public_key())
 
 
-def split_key_and_certificate(pem: bytes) -> tuple[bytes, bytes]:
-    """Split a combined key+certificate PEM file (multus-client-*.pem) into (key, certificate chain)."""
-    key_lines: list[bytes] = []
-    cert_lines: list[bytes] = []
-    target: list[bytes] | None = None
-    for line in pem.splitlines(keepends=True):
-        if line.startswith(b"-----BEGIN"):
-            target = cert_lines if b"CERTIFICATE" in line else key_lines
-        if target is not None:
-            target.append(line)
-        if line.startswith(b"-----END"):
-            target = None
-    return b"".join(key_lines), b"".join(cert_lines)
-
-
 def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey | None:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         return None
     return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
+def key_pem_matches(key_pem: bytes, cert_pem: bytes) -> bool:
+    """Whether `key_pem` is an ECDSA private key (PEM) whose public half is in the certificate."""
+    key = load_private_key(key_pem)
+    return key is not None and key_matches(key, cert_pem)
+
+
+def new_node_request(node: str) -> tuple[bytes, bytes]:
+    """A new private key (PKCS#8 PEM) and the node's CSR (PEM) signed with it."""
+    key = new_private_key()
+    return private_key_pem(key), node_csr_pem(key, node)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from services.api import certs_pb2, certs_pb2_grpc
 from services.certs import metrics
 from services.certs.clock import Clock, SystemClock
 from services.certs.ledger import CredentialLedger, credential_state, unhealthy_reasons
+from services.certs.pki_client import PkiWorker
 from services.certs.servicer import CertsServicer
 from services.certs.sources import PER_NODE_CERTIFICATE, STANDALONE, ApiSource, api_source, in_pod
 from services.certs.static_credential import watch_static_credential
@@ -50,18 +51,25 @@ class CertsApp:
         self.environ = dict(environ)
         self.source: ApiSource = api_source(config, environ, running_in_pod)
         self.ledger = CredentialLedger(self.source.kubeconfig)
+        # Cryptography runs in short-lived worker processes, never in this one (docs/certs.md).
+        self.pki = PkiWorker()
         self._tasks: list[asyncio.Task[None]] = []
 
     def workers(self) -> list[Coroutine[Any, Any, None]]:
         from services.certs import workers  # the kubernetes client is imported only when the API is used
 
         if self.source.kind == STANDALONE:
-            return [watch_static_credential(self.source, self.ledger, self.clock, self.running_in_pod)]
+            return [self._watch_static()]
         jobs: list[Coroutine[Any, Any, None]] = []
         if self.source.kind != PER_NODE_CERTIFICATE:
-            jobs.append(watch_static_credential(self.source, self.ledger, self.clock, self.running_in_pod))
-        jobs.extend(workers.api_workers(self.config, self.node, self.source, self.ledger, self.clock, self.rng))
+            jobs.append(self._watch_static())
+        jobs.extend(
+            workers.api_workers(self.config, self.node, self.source, self.ledger, self.clock, self.rng, self.pki)
+        )
         return jobs
+
+    def _watch_static(self) -> Coroutine[Any, Any, None]:
+        return watch_static_credential(self.source, self.ledger, self.clock, self.running_in_pod, self.pki)
 
     def start(self) -> None:
         for job in self.workers():

@@ -11,6 +11,7 @@ from services.certs.clock import Clock
 from services.certs.delegate_token import DelegateTokenSettings, DelegateTokenWriter
 from services.certs.ledger import CredentialLedger
 from services.certs.node_cert import CertificateStore, NodeCertificateRotator, NodeCertificateSettings
+from services.certs.pki_client import PkiWorker
 from services.certs.preflight import INTERVAL_SECONDS, RbacPreflight
 from services.certs.sources import PER_NODE_CERTIFICATE, ApiSource
 from services.common.config import DaemonConfig
@@ -20,7 +21,13 @@ PREFLIGHT_INTERVAL_KEY = "rbacPreflightIntervalSeconds"
 
 
 def api_workers(
-    cfg: DaemonConfig, node: str, source: ApiSource, ledger: CredentialLedger, clock: Clock, rng: random.Random
+    cfg: DaemonConfig,
+    node: str,
+    source: ApiSource,
+    ledger: CredentialLedger,
+    clock: Clock,
+    rng: random.Random,
+    pki: PkiWorker,
 ) -> list[Coroutine[Any, Any, None]]:
     per_node = source.kind == PER_NODE_CERTIFICATE
     jobs: list[Coroutine[Any, Any, None]] = []
@@ -31,7 +38,7 @@ def api_workers(
             bootstrap_kubeconfig=pnc.bootstrap_kubeconfig,
             duration_seconds=int(schedule.parse_duration(pnc.cert_duration)),
         )
-        store = CertificateStore(pnc.cert_dir, group_readable=bool(cfg.grpc_socket_group))
+        store = CertificateStore(pnc.cert_dir, group_readable=bool(cfg.grpc_socket_group), pki=pki)
         rotator = NodeCertificateRotator(settings, store, ledger, clock, rng)
         jobs.append(rotator.run())
     if cfg.delegate_service_account:

@@ -176,6 +176,13 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 30.0, what: 
         await asyncio.sleep(0.1)
 
 
+def cryptography_mapped(pid: int) -> list[str]:
+    """Files of the cryptography package (its Rust extension above all) mapped into a
+    process: the resident certs service must have none (its PKI worker does that work)."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return sorted({line.split()[-1] for line in maps if "/cryptography/" in line})
+
+
 def write_stored_certificate(cert_dir: Path, cn: str, orgs: tuple[str, ...], days: float) -> Path:
     """Put a CA-signed certificate (negative `days` = already expired) where the
     certs service keeps its current one, as if it had issued it earlier."""

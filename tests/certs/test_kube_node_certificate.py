@@ -23,6 +23,7 @@ from services.api import certs_pb2, certs_pb2_grpc
 from services.common.config import load_config
 from tests.certs.support import (
     admin_client,
+    cryptography_mapped,
     csrs_deleted,
     namespace_with_service_account,
     node_csrs,
@@ -136,6 +137,8 @@ def test_full_csr_flow_with_approver(instance: Instance, kube_api: Path, node_en
             assert delegate
             assert (instance.root / "netd" / "multus.d" / "multus.kubeconfig").exists()
             assert "BEGIN" not in svc.log() and "PRIVATE" not in svc.log()
+            # Key, CSR and certificate checks ran in the PKI worker: the resident process never loaded cryptography.
+            assert cryptography_mapped(svc.proc.pid) == []
         finally:
             svc.stop()
 
@@ -145,6 +148,7 @@ def test_full_csr_flow_with_approver(instance: Instance, kube_api: Path, node_en
             wait_serving(instance.grpc_socket("certs"), timeout=30)
             assert len(node_csrs(api, node)) == 1
             assert credential(status(instance), "node-client-certificate").state == "VALID"
+            assert cryptography_mapped(svc.proc.pid) == []  # the stored certificate was read by the worker too
         finally:
             svc.stop()
 

@@ -21,6 +21,7 @@ from services.certs.ledger import API_KUBECONFIG
 from tests.certs.support import (
     admin_client,
     cluster_role_bound,
+    cryptography_mapped,
     csrs_deleted,
     namespace_with_service_account,
     node_bootstrap_kubeconfig,
@@ -78,7 +79,16 @@ def test_preflight_names_a_removed_rule(instance: Instance, kube_api: Path) -> N
             svc = start_service(instance, "certs", env={"KUBECONFIG": str(limited)})
             try:
                 st = wait_for(lambda: _status_or_none(instance), 30, what="certs up")
-                st = wait_for(lambda: (s := status(instance)).missing_permissions and s, 30, what="preflight")
+                # The preflight has run and the kubeconfig's certificate has been read (by the PKI worker).
+                st = wait_for(
+                    lambda: (
+                        (s := status(instance)).missing_permissions
+                        and credential(s, API_KUBECONFIG).state == "VALID"
+                        and s
+                    ),
+                    30,
+                    what="preflight and API credential",
+                )
                 (missing,) = st.missing_permissions
                 assert (missing.verb, missing.group, missing.resource, missing.subresource) == ("list", "", "pods", "")
                 assert missing.fix == '- apiGroups: [""]\n  resources: ["pods"]\n  verbs: ["list"]\n'
@@ -92,6 +102,7 @@ def test_preflight_names_a_removed_rule(instance: Instance, kube_api: Path) -> N
                 # The static kubeconfig's client certificate expiry is monitored.
                 api_cred = credential(st, API_KUBECONFIG)
                 assert api_cred.state == "VALID" and api_cred.not_after_unix > 0
+                assert cryptography_mapped(svc.proc.pid) == []  # its dates were read by the PKI worker
 
                 # Apply the fix: the next preflight clears it and health follows.
                 k8s.RbacAuthorizationV1Api(api).patch_cluster_role(role, {"rules": full_rules})
