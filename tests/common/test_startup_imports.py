@@ -12,8 +12,9 @@ import pytest
 
 # Loaded on demand only: importlib.metadata by ServiceInfo's version (about 0.7 MiB
 # per process), pyroute2 by the executor's first netlink call, the official
-# kubernetes client only for exec/auth-provider kubeconfigs.
-ON_DEMAND = ("importlib.metadata", "pyroute2", "kubernetes", "pydantic")
+# kubernetes client only for exec/auth-provider kubeconfigs, cryptography only in the
+# certs service's short-lived PKI worker.
+ON_DEMAND = ("importlib.metadata", "pyroute2", "kubernetes", "pydantic", "cryptography")
 
 
 @pytest.mark.parametrize("service", ["gateway", "cache", "executor", "certs"])
