@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 
 
@@ -30,7 +31,10 @@ def write_atomic(
         fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         try:
-            os.fchmod(fd, mode)
+            # mkstemp made it 0600 (less the umask): a chmod is one more journalled
+            # inode change per write, so only when the mode differs.
+            if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+                os.fchmod(fd, mode)
             while payload:  # plain writes: no file object around a single small write
                 payload = payload[os.write(fd, payload) :]
             if durable:
