@@ -39,6 +39,8 @@ from tests.support.netns import netns
 DERIVED = (
     ("gRPC hop gateway->executor (per call)", "ExecutorClient.exec_plugin", "ExecutorServicer.ExecPlugin"),
     ("executor around the plugin process", "ExecutorServicer.ExecPlugin", "runner.run_plugin_process"),
+    ("gRPC hop gateway->executor (batch)", "ExecutorClient.exec_plugins", "ExecutorServicer.ExecPlugins"),
+    ("executor around the plugin processes (batch)", "ExecutorServicer.ExecPlugins", "runner.run_plugin_process"),
     ("gRPC hop gateway->cache GetPod", "CacheClient.get_pod", "CacheServicer.GetPod"),
     ("gRPC hop gateway->cache status", "CacheClient.update_network_status", "CacheServicer.UpdateNetworkStatus"),
     ("status: cache queue + thread hop", "CacheServicer.UpdateNetworkStatus", "KubeSource._write_network_status"),
@@ -54,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", choices=("kube", "files"), default="kube")
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--networks", type=int, default=2, choices=(1, 2, 4))
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.3,
+        help="seconds between cycles (0: back to back as the benchmark runs them; background work then overlaps)",
+    )
     parser.add_argument("--py-spy", action="store_true", help="also sample every service's stacks")
     parser.add_argument("--out", type=Path, help="keep the spans and py-spy's raw stacks in this directory")
     return parser.parse_args(argv)
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             direct_runner.call("DEL", pod, ns_direct, cid)
             direct["ADD"].append((d1 - d0) * 1000)
             direct["DEL"].append((time.perf_counter() - d1) * 1000)
-            time.sleep(0.3)  # let background work (events) finish inside this call's window
+            time.sleep(args.gap)  # let background work (events) finish inside this call's window
         cpu_used = {name: cpu_ms(pid) - cpu_before[name] for name, pid in node.pids().items()}
         for proc in samplers.values():
             proc.send_signal(signal.SIGINT)

@@ -35,7 +35,7 @@ SPANS: dict[str, list[tuple[str, str | None, tuple[str, ...]]]] = {
         ("services.gateway.resolver", "NetworkResolver", ("resolve", "nad_delegate", "cluster_delegates")),
         ("services.gateway.invoke", "NetworkInvoker", ("add", "delete")),
         ("services.gateway.records", "RecordStore", ("load", "save", "remove")),
-        ("services.gateway.executor_client", "ExecutorClient", ("exec_plugin",)),
+        ("services.gateway.executor_client", "ExecutorClient", ("exec_plugin", "exec_plugins")),
         ("services.gateway.cache_client", "CacheClient", ("get_pod", "update_network_status", "emit_pod_event")),
         ("services.gateway.cache_client", "CacheClient", ("get_network_attachment_definition",)),
         ("services.gateway.http_api", None, ("decode_request_body",)),
@@ -48,7 +48,7 @@ SPANS: dict[str, list[tuple[str, str | None, tuple[str, ...]]]] = {
         ("services.cache.kube_source", None, ("send_json", "get_json")),
     ],
     "executor": [
-        ("services.executor.servicer", "ExecutorServicer", ("ExecPlugin",)),
+        ("services.executor.servicer", "ExecutorServicer", ("ExecPlugin", "ExecPlugins")),
         ("services.executor.runner", "DelegateRunner", ("run", "_run_slot")),
         ("services.executor.runner", None, ("run_plugin_process",)),
     ],

@@ -1,7 +1,8 @@
 """The cache's behaviour, independent of where objects come from: answer from
 the cache, wait a bounded time for an object that has not arrived yet, then
 ask the source live; check pod UIDs; bound network-status writes; emit the
-events that come with a write in the background."""
+events that come with a write in the background, at most as many per pod as
+upstream's event recorder lets through (event_filter.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from services.cache import metrics
 from services.cache.errors import NadNotFound, PodNotFound, StalePod
+from services.cache.event_filter import EventSpamFilter
 from services.cache.objects import NAD, POD, CachedNad, CachedPod, Key, uid_mismatch
 from services.cache.source import ClusterSource, PodEvent, StatusWrite
 from services.cache.status_writer import StatusWriter, WriteResult
@@ -63,6 +65,7 @@ class Cache:
         self.bounds = bounds
         self.multus_namespace = multus_namespace
         self._events: set[asyncio.Task[None]] = set()
+        self.spam_filter = EventSpamFilter()
 
     async def get_pod(self, namespace: str, name: str, uid: str = "", wait_ms: int = 0) -> CachedPod:
         started = time.monotonic()
@@ -123,7 +126,7 @@ class Cache:
     async def _emit_quietly(self, events: Sequence[PodEvent]) -> None:
         for event in events:
             try:
-                await self.source.emit_event(event)
+                await self.emit_event(event)
             except Exception as exc:  # best effort, as upstream's event recorder
                 log.warning("cannot emit pod event", reason=event.reason, error=str(exc))
 
@@ -132,6 +135,10 @@ class Cache:
             await asyncio.gather(*self._events, return_exceptions=True)
 
     async def emit_event(self, event: PodEvent) -> None:
+        """Send the event unless its pod used up its share (dropped silently, counted, as upstream)."""
+        if not self.spam_filter.allow((event.namespace, event.name, event.uid), time.monotonic()):
+            metrics.EVENTS_DROPPED.inc()
+            return
         await self.source.emit_event(event)
 
     def stats(self) -> list[KindStats]:

@@ -27,6 +27,10 @@ GET_POD_SECONDS = Histogram(
     "GetPod latency, including the wait for a pod not cached yet",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0),
 )
+EVENTS_DROPPED = Counter(
+    "multus_cache_events_dropped_total",
+    "Pod events not sent: the pod had used up its share (a burst of 25, then one per 5 minutes, as upstream)",
+)
 STATUS_CONFLICTS = Counter(
     "multus_cache_network_status_conflicts_total", "pods/status writes that met a 409 conflict and were re-read"
 )

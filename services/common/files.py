@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 
 
@@ -21,16 +22,25 @@ def write_atomic(
     path needs (a power loss takes the pod's network namespace with it).
     """
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=dir_mode, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    payload = memoryview(data.encode() if isinstance(data, str) else data)
+    prefix = f".{os.path.basename(path)}."
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    except FileNotFoundError:  # the directory is made only when missing (records: once per container)
+        os.makedirs(directory, mode=dir_mode, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        try:
+            # mkstemp made it 0600 (less the umask): a chmod is one more journalled
+            # inode change per write, so only when the mode differs.
+            if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+                os.fchmod(fd, mode)
+            while payload:  # plain writes: no file object around a single small write
+                payload = payload[os.write(fd, payload) :]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -42,8 +42,8 @@ class Completed:
 
 
 def kill_process_group(pgid: int) -> None:
-    """SIGKILL every process still in the plugin's group (it is the group's leader:
-    start_new_session). Plugins that setsid() their own children escape this."""
+    """SIGKILL every process still in the plugin's group (it is the group's leader).
+    Plugins that setsid() their own children escape this."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -56,7 +56,7 @@ class _PluginRun:
     ):
         self.loop = loop
         self.proc = proc
-        self.pgid = proc.pid  # start_new_session: the plugin leads its own group
+        self.pgid = proc.pid  # the plugin leads its own group (a session of its own, or a group in ours)
         self.stdout_cap = stdout_cap
         self.stderr_cap = stderr_cap
         self.stdout = bytearray()
@@ -173,8 +173,11 @@ async def run_plugin_process(
     stdout_cap: int,
     stderr_cap: int = 64 * 1024,
     cwd: str = "/",
+    new_session: bool = True,
 ) -> Completed:
-    """Run argv to completion within `timeout` seconds.
+    """Run argv to completion within `timeout` seconds, leading its own process
+    group: in a session of its own, or with `new_session=False` in the executor's
+    session (where the guardian finds it if the executor dies: guardian.py).
 
     Raises TimeoutError (process group killed), OutputTooLarge (killed), OSError
     (could not start) and lets CancelledError through after killing the group.
@@ -189,7 +192,9 @@ async def run_plugin_process(
         stderr=subprocess.PIPE,
         env=env,
         cwd=cwd,
-        start_new_session=True,  # pgid == pid: one killpg reaches every descendant
+        # pgid == pid either way: one killpg reaches every descendant
+        start_new_session=new_session,
+        process_group=None if new_session else 0,
         close_fds=True,
     )
     run = _PluginRun(loop, proc, stdout_cap, stderr_cap)

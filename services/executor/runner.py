@@ -15,6 +15,7 @@ from services.common import cni
 from services.common.config import DaemonConfig
 from services.common.logs import get_logger, redact
 from services.executor import metrics
+from services.executor.guardian import Guardian
 from services.executor.invocation import MINIMAL_PATH, Invocation, cni_environment, plugin_argv, plugin_error
 from services.executor.process import OutputTooLarge, run_plugin_process
 from services.executor.rejection import Reason, Rejected
@@ -118,8 +119,10 @@ def validate(req: ExecRequest, settings: RunnerSettings) -> Invocation:
 
 
 class DelegateRunner:
-    def __init__(self, settings: RunnerSettings) -> None:
+    def __init__(self, settings: RunnerSettings, guardian: Guardian | None = None) -> None:
         self.settings = settings
+        # While a guardian watches the executor's session, plugins need no setpriv (guardian.py).
+        self.guardian = guardian
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         # The load, for GetStats (the gauges below say the same to Prometheus).
         self.in_flight = 0
@@ -174,8 +177,12 @@ class DelegateRunner:
 
     async def _run_slot(self, inv: Invocation, timeout: float) -> ExecOutcome:
         env = cni_environment(inv, self.settings.bin_dirs, self._kubeconfig())
+        guarded = self.guardian is not None and self.guardian.active
         argv = plugin_argv(
-            inv.plugin_path, self.settings.chroot_dir, self.settings.chroot_program, self.settings.setpriv_program
+            inv.plugin_path,
+            self.settings.chroot_dir,
+            self.settings.chroot_program,
+            "" if guarded else self.settings.setpriv_program,
         )
         started = time.monotonic()
         result = "cancelled"
@@ -184,7 +191,12 @@ class DelegateRunner:
         try:
             try:
                 done = await run_plugin_process(
-                    argv, env, inv.config, timeout=max(timeout, 0.001), stdout_cap=self.settings.max_output_bytes
+                    argv,
+                    env,
+                    inv.config,
+                    timeout=max(timeout, 0.001),
+                    stdout_cap=self.settings.max_output_bytes,
+                    new_session=not guarded,
                 )
             except TimeoutError:
                 result = "timeout"

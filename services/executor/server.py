@@ -15,6 +15,7 @@ from services.common.grpc_server import ServiceServer, start_configured_service
 from services.common.logs import get_logger
 from services.common.peercred import PeerCredFront, private_socket_path
 from services.executor.guard import CallerPolicy
+from services.executor.guardian import Guardian, lead_session
 from services.executor.runner import DelegateRunner, RunnerSettings
 from services.executor.servicer import ExecutorServicer
 
@@ -55,10 +56,21 @@ def use_pidfd_child_watcher() -> None:
     asyncio.set_child_watcher(watcher)
 
 
+def start_guardian() -> Guardian | None:
+    """The guardian that kills plugins the executor leaves behind (guardian.py), when
+    this process can lead a session; None (plugins through setpriv) otherwise."""
+    if not lead_session():
+        log.info("executor does not lead a session; plugins go through setpriv")
+        return None
+    guardian = Guardian(os.getpid())
+    return guardian if guardian.start(asyncio.get_running_loop()) else None
+
+
 async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) -> None:
     use_pidfd_child_watcher()
     settings = RunnerSettings.from_config(config)
-    runner = DelegateRunner(settings)
+    guardian = start_guardian()
+    runner = DelegateRunner(settings, guardian)
     socket_path = getattr(args, "socket", None) or config.grpc_socket("executor")
     # Every call through the peer-credential front: the guard decides per method by SO_PEERCRED.
     front = PeerCredFront(socket_path, private_socket_path(socket_path))
@@ -80,7 +92,7 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
     missing = [d for d in settings.bin_dirs if not os.path.isdir(d)]
     if missing:
         log.warning("CNI bin dirs missing", bin_dirs=missing)
-    if not settings.setpriv_program:
+    if guardian is None and not settings.setpriv_program:
         log.warning("setpriv not found: plugins outlive an executor that dies mid-call")
     health = asyncio.create_task(keep_health(settings, svc))
     log.info(
@@ -90,9 +102,12 @@ async def serve(config: DaemonConfig, args: argparse.Namespace | None = None) ->
         max_concurrency=settings.max_concurrency,
         operator_exec=config.executor_allow_operator_exec,
         gateway_uid=config.gateway_uid,
+        guardian=guardian.pid if guardian else None,
     )
     try:
         await svc.wait_for_stop()
     finally:
         health.cancel()
         await svc.stop()
+        if guardian is not None:
+            await guardian.close()

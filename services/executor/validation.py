@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import ipaddress
 import os
 import stat
@@ -76,9 +77,17 @@ def validate_netns(path: str, command: str, prefixes: Iterable[str]) -> str:
         return path
     except OSError as exc:
         raise Rejected(Reason.INVALID, f"netns {path} is not a network namespace: {exc.strerror}") from None
-    if identity == network_namespace_identity("/proc/self/ns/net"):
+    if identity == own_network_namespace():
         raise Rejected(Reason.INVALID, f"netns {path} is the host network namespace")
     return path
+
+
+@functools.cache
+def own_network_namespace() -> tuple[int, int]:
+    """The executor's (the host's) network namespace, looked at once: the main
+    thread never leaves it (netlink work enters pods' namespaces on threads of
+    its own, netlink.py), and /proc/self names the main thread's."""
+    return network_namespace_identity("/proc/self/ns/net")
 
 
 def network_namespace_identity(path: str) -> tuple[int, int]:

@@ -153,8 +153,8 @@ async def attach_together(
         failures = [(att, r) for att, r in zip(planned, results, strict=False) if isinstance(r, cni.CniError)]
         if not failures:
             return ran
-        for never_ran in pending[len(ran) :]:
-            core.records.remove(never_ran.container_id, never_ran.ifname)
+        if never_ran := pending[len(ran) :]:  # all of this call's container
+            core.records.remove(call.container_id, *(record.ifname for record in never_ran))
         failure = failures[0]
     att, err = failure
     log.warning("delegate ADD failed, rolling back", network=att.network_name, ifname=att.ifname, error=str(err))

@@ -168,6 +168,7 @@ class Core:
         delete: its DEL failure is logged, evented and counted, and its record
         dropped, so a pod never wedges in Terminating over it."""
         first: cni.CniError | None = None
+        done: list[AttachmentRecord] = []  # records to drop, in one pass over the directory
         ordered = sorted(records, key=lambda r: r.index, reverse=True)
         # Every network's DEL in one executor round trip (going on past failures).
         calls = [
@@ -206,7 +207,9 @@ class Core:
                     )
             await self.device_files.remove(device_info_file(record.capability_args))
             if record.origin != "upstream":
-                self.records.remove(record.container_id, record.ifname)
+                done.append(record)
+        for container_id in dict.fromkeys(record.container_id for record in done):
+            self.records.remove(container_id, *(r.ifname for r in done if r.container_id == container_id))
         if first is not None and fail:
             raise cni.CniError(first.code, f"error deleting container networks: {first.msg}", first.details)
 

@@ -114,11 +114,14 @@ class RecordStore:
                 continue  # a torn or foreign file must not block DEL of the others
         return sorted(records, key=lambda r: (r.index, r.created))
 
-    def remove(self, container_id: str, ifname: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self._dir(container_id) / f"{ifname}.json").unlink()
+    def remove(self, container_id: str, *ifnames: str) -> None:
+        """Drop these attachments' records, then the container's directory once it is empty."""
+        directory = self._dir(container_id)
+        for ifname in ifnames:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / f"{ifname}.json").unlink()
         with contextlib.suppress(OSError):
-            self._dir(container_id).rmdir()  # only when empty
+            directory.rmdir()  # only when empty: one try per call, not per record
 
     def mark_abandoned(self, container_id: str, reason: str) -> None:
         """Remember that this container's ADD failed and was rolled back."""
