@@ -18,9 +18,9 @@ the session from its first instruction, and the session ID cannot be
 reused while any member lives. The idle guardian is one small shell (about
 0.3 MiB of PSS); Python starts only to sweep, after the executor is gone.
 
-When the executor cannot lead a session (started as a process-group leader
-of someone else's session, e.g. a foreground job in a terminal), or the
-guardian cannot run, plugins go through setpriv as before.
+When the executor does not lead its session (run by hand from a shell, or
+under a wrapper that did not exec it), or the guardian cannot run, plugins
+go through setpriv as before.
 """
 
 from __future__ import annotations
@@ -43,17 +43,11 @@ _WAIT_THEN_SWEEP = 'read -r _line; exec "$@"'
 MAX_RESTARTS = 5
 
 
-def lead_session() -> bool:
-    """Make this process the leader of its own session if it is not already;
-    False when it cannot (it leads a process group in another session)."""
-    pid = os.getpid()
-    if os.getsid(0) == pid:
-        return True
-    try:
-        os.setsid()
-    except OSError:
-        return False
-    return os.getsid(0) == pid
+def leads_session() -> bool:
+    """Whether this process leads its own session, as the container runtime, the
+    local supervisor and the tests start services. It does not make itself one:
+    that would take it away from a terminal's Ctrl-C when run by hand."""
+    return os.getsid(0) == os.getpid()
 
 
 def guardian_argv(session_id: int, python: str = sys.executable, shell: str = SHELL) -> list[str]:

@@ -15,7 +15,7 @@ from services.common.grpc_server import ServiceServer, start_configured_service
 from services.common.logs import get_logger
 from services.common.peercred import PeerCredFront, private_socket_path
 from services.executor.guard import CallerPolicy
-from services.executor.guardian import Guardian, lead_session
+from services.executor.guardian import Guardian, leads_session
 from services.executor.runner import DelegateRunner, RunnerSettings
 from services.executor.servicer import ExecutorServicer
 
@@ -58,8 +58,8 @@ def use_pidfd_child_watcher() -> None:
 
 def start_guardian() -> Guardian | None:
     """The guardian that kills plugins the executor leaves behind (guardian.py), when
-    this process can lead a session; None (plugins through setpriv) otherwise."""
-    if not lead_session():
+    this process leads its session; None (plugins through setpriv) otherwise."""
+    if not leads_session():
         log.info("executor does not lead a session; plugins go through setpriv")
         return None
     guardian = Guardian(os.getpid())
