@@ -207,6 +207,15 @@ def test_a_pod_with_nads_runs_and_its_deletion_frees_everything(install: Install
     eventually(lambda: not [p for p in RECORDS.glob("*")], 60, "attachment records removed")
 
 
+def test_the_executor_leads_its_session_and_keeps_a_guardian(install: Install) -> None:
+    """In the runtime's container the executor leads its session, so plugins start
+    without the setpriv wrapper and its guardian sweeps them if the executor dies."""
+    (pid,) = processes_matching("multus-executor", "/etc/multus/daemon-config.json")
+    assert os.getsid(pid) == pid
+    guardians = [g for g in processes_matching("multus-executor-guardian") if os.getsid(g) == pid]
+    assert len(guardians) == 1, guardians
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_killed_service_is_restarted_and_the_next_pod_works(install: Install, service: str) -> None:
     before = restarts(addon.wait_node_pod_ready())
