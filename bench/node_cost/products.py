@@ -113,9 +113,19 @@ class ProductNode:
         return {name: footprint(pid) for name, pid in self.pids().items()}
 
 
+def _complete_json(path: Path) -> bool:
+    """The file exists and holds a whole JSON document (upstream writes its
+    00-multus.conf in place, so a reader can catch it half written)."""
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _wait_file(path: Path, timeout: float, what: str, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not (path.exists() if path.suffix != ".conf" else _complete_json(path)):
         if not alive():
             raise RuntimeError(f"{what} exited while waiting for {path}")
         if time.monotonic() > deadline:
