@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +193,15 @@ def write_stored_certificate(cert_dir: Path, cn: str, orgs: tuple[str, ...], day
     stored.chmod(0o600)
     (cert_dir / "multus-client-current.pem").symlink_to(stored.name)
     return stored
+
+
+@contextlib.asynccontextmanager
+async def running(rotator: Any) -> AsyncIterator[None]:
+    """A NodeCertificateRotator's loop as a task for the block's duration."""
+    task = asyncio.create_task(rotator.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

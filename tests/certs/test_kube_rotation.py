@@ -6,10 +6,8 @@ certificate has expired."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from tests.certs.support import (
     namespace_with_service_account,
     node_bootstrap_kubeconfig,
     node_csrs,
+    running,
     set_csr_condition,
     unique,
     write_stored_certificate,
@@ -51,17 +50,6 @@ def _rotations(result: str) -> float:
         "multus_credential_rotations_total", {"credential": NODE_CERTIFICATE, "result": result}
     )
     return value or 0.0
-
-
-@contextlib.asynccontextmanager
-async def running(rotator: NodeCertificateRotator) -> AsyncIterator[None]:
-    task = asyncio.create_task(rotator.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from services.certs import approval, pki_worker
 from services.certs.ledger import NODE_CERTIFICATE, VALID, CredentialLedger, credential_state
 from services.certs.node_cert import CertificateStore, NodeCertificateRotator, NodeCertificateSettings
 from services.certs.pki_client import PkiWorker, PkiWorkerError
-from tests.certs.support import FakeClock, drive, eventually
+from tests.certs.support import FakeClock, drive, eventually, running
 
 PY = sys.executable
 
@@ -193,17 +192,6 @@ FLAKY = (
     "    os.kill(os.getpid(), signal.SIGKILL)\n"
     "runpy.run_module('services.certs.pki_worker', run_name='__main__')\n"
 )
-
-
-@contextlib.asynccontextmanager
-async def running(rotator: NodeCertificateRotator) -> AsyncIterator[None]:
-    task = asyncio.create_task(rotator.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _unreachable_bootstrap(tmp_path: Path) -> Path:
