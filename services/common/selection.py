@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common import cni
-from services.common.validation import dns1123_label_problem, ifname_problem
+from services.common.validation import dns1123_label_problem, dns1123_subdomain_problem, ifname_problem
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
@@ -97,6 +97,12 @@ def _element_from_json(obj: Any) -> NetworkSelectionElement:
     name = _str_field(obj, "name")
     if not name:
         raise _bad("invalid network selection: element without a name")
+    # Both become the NAD lookup's API path: only what an object name and a namespace can be.
+    namespace = _str_field(obj, "namespace")
+    if problem := dns1123_subdomain_problem(name):
+        raise _bad("invalid network selection: bad name", problem)
+    if namespace and (problem := dns1123_label_problem(namespace)):
+        raise _bad("invalid network selection: bad namespace", problem)
     ips = obj.get("ips")
     if ips is not None and (not isinstance(ips, list) or not all(isinstance(i, str) for i in ips)):
         raise _bad("invalid network selection: 'ips' must be a list of strings")
@@ -115,7 +121,7 @@ def _element_from_json(obj: Any) -> NetworkSelectionElement:
     interface = _str_field(obj, "interface") or _str_field(obj, "interfaceRequest")
     return NetworkSelectionElement(
         name=name,
-        namespace=_str_field(obj, "namespace"),
+        namespace=namespace,
         interface=interface,
         ips=tuple(ips or ()),
         mac=_str_field(obj, "mac"),

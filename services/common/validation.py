@@ -79,6 +79,14 @@ def dns1123_label_problem(value: str) -> str:
     return ""
 
 
+def dns1123_subdomain_problem(value: str) -> str:
+    """An object's name (a NetworkAttachmentDefinition's, a pod's): DNS-1123 subdomain.
+    It becomes an API path segment, so a '/' would address another resource."""
+    if len(value) > DNS1123_SUBDOMAIN_MAX or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        return f"{value!r} is not a DNS-1123 subdomain (lower case alphanumerics, '-' and '.')"
+    return ""
+
+
 def pod_name_problem(namespace: str, name: str) -> str:
     """A pod's namespace (DNS-1123 label) and name (DNS-1123 subdomain). Both become
     API paths, so nothing else may pass (a '/' would address another resource)."""
@@ -86,6 +94,6 @@ def pod_name_problem(namespace: str, name: str) -> str:
         return "pod namespace and name are required"
     if problem := dns1123_label_problem(namespace):
         return f"pod namespace {problem}"
-    if len(name) > DNS1123_SUBDOMAIN_MAX or not _DNS1123_SUBDOMAIN.fullmatch(name):
+    if dns1123_subdomain_problem(name):
         return f"pod name {name!r} is not a DNS-1123 subdomain"
     return ""

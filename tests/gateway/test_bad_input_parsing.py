@@ -3,6 +3,7 @@ is a CNI error with the right code, never an internal failure."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -53,3 +54,28 @@ def test_container_id_must_match_entirely(container_id: str) -> None:
 )
 def test_interface_names_are_limited_in_bytes(ifname: str, ok: bool) -> None:
     assert (ifname_problem(ifname) == "") is ok
+
+
+@pytest.mark.parametrize(
+    ("element", "ok"),
+    [
+        ({"name": "macvlan-net"}, True),
+        ({"name": "net.v1", "namespace": "team-a"}, True),  # NAD names are subdomains: dots allowed
+        ({"name": "/"}, False),  # found by the fuzz suite: it reached the NAD lookup's API path
+        ({"name": "a/b"}, False),
+        ({"name": ".."}, False),
+        ({"name": "../secrets/x"}, False),
+        ({"name": "Net"}, False),
+        ({"name": "n%2Fx"}, False),
+        ({"name": "net", "namespace": "a/b"}, False),
+        ({"name": "net", "namespace": "a.b"}, False),  # a namespace is a label
+    ],
+)
+def test_json_selection_names_are_what_an_api_path_can_hold(element: dict[str, str], ok: bool) -> None:
+    annotation = json.dumps([element])
+    if ok:
+        assert parse_networks_annotation(annotation, "default")[0].name == element["name"]
+    else:
+        with pytest.raises(cni.CniError) as err:
+            parse_networks_annotation(annotation, "default")
+        assert err.value.code == cni.INVALID_CONFIG

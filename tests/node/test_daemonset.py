@@ -212,8 +212,15 @@ def test_the_executor_leads_its_session_and_keeps_a_guardian(install: Install) -
     without the setpriv wrapper and its guardian sweeps them if the executor dies."""
     (pid,) = processes_matching("multus-executor", "/etc/multus/daemon-config.json")
     assert os.getsid(pid) == pid
-    guardians = [g for g in processes_matching("multus-executor-guardian") if os.getsid(g) == pid]
+    # Its own child, in a session of its own (outside the one it sweeps).
+    guardians = [g for g in processes_matching("multus-executor-guardian") if parent_of(g) == pid]
     assert len(guardians) == 1, guardians
+    assert os.getsid(guardians[0]) != pid
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 @pytest.mark.parametrize("service", SERVICES)
