@@ -10,6 +10,7 @@ from typing import Any
 
 from services.common import cni
 from services.common.selection import NetworkSelectionElement
+from services.gateway.result import version_tuple
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ def _decode_config(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate(config: Mapping[str, Any]) -> None:
+    version = config.get("cniVersion")
+    if version is not None and version != "":
+        # Checked before anything runs: a version no one can compare would attach, then
+        # make every DEL of the attachment fail (its prevResult rule needs the version).
+        if not isinstance(version, str):
+            raise cni.CniError(cni.INCOMPATIBLE_VERSION, f"delegate config: invalid cniVersion {version!r}")
+        version_tuple(version)
     if config.get("type"):
         if not isinstance(config["type"], str):
             raise cni.CniError(cni.INVALID_CONFIG, "delegate config: 'type' must be a string")

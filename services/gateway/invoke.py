@@ -177,7 +177,10 @@ class NetworkInvoker:
     ) -> list[PluginCall]:
         """DEL of every plugin of a network, in reverse, each with the stored result."""
         version = str(config.get("cniVersion") or "")
-        prev = prev_result if version_at_least(version, "0.4.0") else None
+        try:
+            prev = prev_result if version_at_least(version, "0.4.0") else None
+        except cni.CniError:  # a record from before versions were checked at ADD: DEL must still run
+            prev = None
         return [
             PluginCall(str(conf["type"]), "DEL", target, _encode(plugin_stdin(conf, capability_args, prev)))
             for conf in reversed(plugin_confs(config))

@@ -13,6 +13,7 @@ from services.common import cni
 from services.common.selection import parse_networks_annotation
 from services.common.validation import ifname_problem
 from services.gateway.delegate import load_delegate
+from services.gateway.invoke import NetworkInvoker, Target
 from services.gateway.netconf import load_netconf
 from services.gateway.records import validate_container_id
 from services.gateway.resolver import config_from_spec
@@ -79,3 +80,25 @@ def test_json_selection_names_are_what_an_api_path_can_hold(element: dict[str, s
         with pytest.raises(cni.CniError) as err:
             parse_networks_annotation(annotation, "default")
         assert err.value.code == cni.INVALID_CONFIG
+
+
+@pytest.mark.parametrize("version", [{"a": 1}, 1.0, ["1.0.0"], "one.two", "1.0.x", "{'a': -inf}"])
+def test_a_delegate_with_a_version_no_one_can_compare_is_refused_before_it_runs(version: object) -> None:
+    """Found by the fuzz suite: such a config attached, then every DEL of it failed."""
+    with pytest.raises(cni.CniError) as err:
+        load_delegate(json.dumps({"cniVersion": version, "name": "n", "type": "bridge"}))
+    assert err.value.code == cni.INCOMPATIBLE_VERSION
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "1.0.0", "1.0", ""])
+def test_a_delegate_with_a_usable_version_loads(version: str) -> None:
+    assert load_delegate(json.dumps({"cniVersion": version, "name": "n", "type": "bridge"})).cni_version == version
+
+
+def test_del_of_a_record_with_a_garbled_version_still_runs_without_prev_result() -> None:
+    invoker = NetworkInvoker(runner=None)  # type: ignore[arg-type]  # delete_calls runs nothing
+    target = Target("c1", "/var/run/netns/x", "net1", "")
+    config = {"cniVersion": "garbled", "name": "n", "type": "bridge"}
+    (call,) = invoker.delete_calls(config, target, {}, {"cniVersion": "1.0.0", "interfaces": []})
+    assert call.plugin == "bridge" and call.command == "DEL"
+    assert "prevResult" not in json.loads(call.stdin)
