@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from services.api import cache_pb2, cache_pb2_grpc
 from tests.support.netns import unique_name
 from tests.support.services import Instance, ServiceProcess, start_service, wait_serving
+from tests.support.waiting import poll_until
 
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
 T = TypeVar("T")
@@ -34,14 +34,7 @@ def admin_client(kubeconfig: Path) -> k8s.ApiClient:
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return poll_until(check, timeout=timeout, what=what, interval=0.05)
 
 
 class Cluster:

@@ -17,6 +17,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.kube_identity import API_SERVER, sign_client_certificate, write_client_kubeconfig
+from tests.support.waiting import poll_until
 
 # The kubernetes package is only partly typed.
 k8s: Any = kubernetes.client
@@ -117,14 +118,7 @@ def set_csr_condition(api: Any, name: str, condition: str, reason: str) -> None:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or predicate}")
-        time.sleep(interval)
+    return poll_until(predicate, timeout=timeout, what=what or str(predicate), interval=interval, error=TimeoutError)
 
 
 class FakeClock:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.e2e.conftest import Node, new_container_id
 from tests.support.netns import Netns, unique_name, veth_pair
 from tests.support.plugins import make_bin_dir, recorded_calls
 from tests.support.services import REPO, ServiceProcess, make_instance, start_service, wait_serving
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.kube
 
@@ -32,14 +32,7 @@ T = TypeVar("T")
 
 
 def eventually(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return poll_until(check, timeout=timeout, what=what, interval=0.1)
 
 
 @dataclass

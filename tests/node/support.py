@@ -12,7 +12,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 
 from tests.support.kube_identity import KUBE_ROOT
 from tests.support.services import REPO
+from tests.support.waiting import poll_until
 
 NODE_KIT = REPO.parent / "shared" / "node"
 NODE_ROOT = Path(os.environ.get("NODE_ROOT", Path.home() / ".cache" / "test-node"))
@@ -75,14 +75,7 @@ def kit(script: str, *args: str, timeout: float = 900, check: bool = True) -> st
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    return poll_until(check, timeout=timeout, what=what, interval=interval)
 
 
 @dataclass
