@@ -123,9 +123,11 @@ def _complete_json(path: Path) -> bool:
     return True
 
 
-def _wait_file(path: Path, timeout: float, what: str, alive: Callable[[], bool]) -> None:
+def _wait_file(
+    path: Path, timeout: float, what: str, alive: Callable[[], bool], ready: Callable[[Path], bool] = Path.exists
+) -> None:
     deadline = time.monotonic() + timeout
-    while not (path.exists() if path.suffix != ".conf" else _complete_json(path)):
+    while not ready(path):
         if not alive():
             raise RuntimeError(f"{what} exited while waiting for {path}")
         if time.monotonic() > deadline:
@@ -210,7 +212,7 @@ def our_node(
                 tail = (root / f"{service}.log").read_text(errors="replace")[-3000:]
                 raise TimeoutError(f"{exc}\n--- {service}.log ---\n{tail}") from exc
         conf = Path(inst.config["cniConfigDir"]) / "00-multus.conf"
-        _wait_file(conf, 30, "ours", lambda: sup.poll() is None)
+        _wait_file(conf, 30, "ours", lambda: sup.poll() is None, _complete_json)
         yield ProductNode(ShimRunner("ours", root / "bin" / "multus-shim", conf), pids, root)
     finally:
         _stop(sup, 60)
@@ -283,7 +285,7 @@ def upstream_node(
                 raise TimeoutError(f"multus-daemon not healthy; see {root / 'multus-daemon.log'}")
             time.sleep(0.1)
         conf = netd / "00-multus.conf"
-        _wait_file(conf, 30, "multus-daemon", alive)
+        _wait_file(conf, 30, "multus-daemon", alive, _complete_json)
         yield ProductNode(ShimRunner("upstream", shim_bin, conf), lambda: {"multus-daemon": daemon.pid}, root)
     finally:
         _stop(daemon, 30)
